@@ -1,0 +1,39 @@
+# The two commands in the README: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Offline machines keep the datasets beside the checkout; use them when nothing else is set.
+ifeq ($(strip $(CNNLAB_DATA)),)
+  ifneq ($(wildcard ../shared/datasets),)
+    CNNLAB_DATA := $(abspath ../shared/datasets)
+  endif
+endif
+export CNNLAB_DATA
+
+.PHONY: demo test test-slow test-all bench setup clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	touch $@
+
+demo: setup
+	$(VENV)/bin/cnnlab train lenet5 --data mnist
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+test-all: setup
+	$(PY) -m pytest -q -m 'slow or not slow'
+
+bench: setup
+	$(PY) benchmarks/bench_mnist.py
+	$(PY) benchmarks/bench_augment.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info
