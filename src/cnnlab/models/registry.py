@@ -116,9 +116,12 @@ def _ensure_loaded() -> None:
 
 def _suggest(name: str) -> str:
     names = sorted(_REGISTRY)
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    prefixed = [n for n in names if n.startswith(name) and n not in close]
-    close = (close + prefixed)[:3]
+    # Names that extend what was typed come first ('resnet5' -> resnet50, resnet56), then
+    # otherwise near misses ('vg16' -> vgg16).
+    close = [n for n in names if n.startswith(name)]
+    if not close:
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    close = close[:3]
     if close:
         return f"; did you mean {', '.join(close)}?"
     return "; run `cnnlab models` to list them"

@@ -1,0 +1,64 @@
+"""Training curves: loss, error and learning rate per epoch, several runs overlaid."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on a server
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def _series(history: Sequence[dict], key: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for row in history:
+        v = row.get(key)
+        if isinstance(v, (int, float)) and not math.isnan(v):
+            xs.append(row["epoch"])
+            ys.append(float(v))
+    return xs, ys
+
+
+def plot_curves(runs: Sequence[tuple[str, Sequence[dict]]], *, title: str | None = None) -> Figure:
+    """Three panels: loss (train solid, validation dashed), top-1 error in % (train, val, test)
+    on a log scale, and the learning rate. ``runs`` is a list of (label, history) pairs."""
+    fig, (ax_loss, ax_err, ax_lr) = plt.subplots(1, 3, figsize=(15, 4.3), constrained_layout=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, history) in enumerate(runs):
+        c = colors[i % len(colors)]
+        prefix = f"{label}: " if len(runs) > 1 else ""
+        ax_loss.plot(*_series(history, "train_loss"), color=c, marker="o", ms=3, label=f"{prefix}train")
+        ax_loss.plot(*_series(history, "val_loss"), color=c, ls="--", marker="s", ms=3, label=f"{prefix}validation")
+        xs, acc = _series(history, "train_acc")
+        ax_err.plot(xs, [100 * (1 - a) for a in acc], color=c, marker="o", ms=3, label=f"{prefix}train")
+        for key, style, name in (("val_top1_err", "--", "validation"), ("test_top1_err", ":", "test")):
+            xs, err = _series(history, key)
+            ax_err.plot(xs, [100 * e for e in err], color=c, ls=style, marker="s", ms=3, label=f"{prefix}{name}")
+        ax_lr.plot(*_series(history, "lr"), color=c, marker="o", ms=3, label=label)
+    ax_loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
+    ax_err.set(title="Top-1 error", xlabel="epoch", ylabel="error (%)")
+    ax_err.set_yscale("log")
+    ax_err.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax_lr.set(title="Learning rate (end of epoch)", xlabel="epoch", ylabel="learning rate")
+    for ax in (ax_loss, ax_err, ax_lr):
+        ax.grid(True, alpha=0.3)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax_loss.legend(fontsize=8)
+    ax_err.legend(fontsize=8)
+    if len(runs) > 1:
+        ax_lr.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path, *, dpi: int = 110) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
