@@ -62,6 +62,7 @@ def evaluate(
     if isinstance(run_or_model, Run):
         model = run_or_model.model
         data = data or run_or_model.config.data
+        data_root = data_root or run_or_model.config.data_root
         pad = run_or_model.data_info.get("pad", 0) if pad is None else pad
     else:
         model = run_or_model

@@ -59,3 +59,14 @@ def test_grad_and_errors():
         layer(torch.randn(1, 2, 6, 6))
     with pytest.raises(ValueError, match="does not fit"):
         LocallyConnected2d(1, 1, (2, 2), 3)
+
+
+def test_macs_counted_and_meta():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    layer = LocallyConnected2d(3, 8, (10, 10), 3)
+    with FlopCounterMode(display=False) as fc:
+        layer(torch.randn(2, 3, 10, 10))
+    assert fc.get_total_flops() // 2 == 2 * (8 * 8) * 8 * (3 * 3 * 3)  # same MACs as the conv
+    with torch.device("meta"):
+        assert LocallyConnected2d(3, 8, (10, 10), 3)(torch.empty(2, 3, 10, 10)).shape == (2, 8, 8, 8)

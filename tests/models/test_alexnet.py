@@ -58,11 +58,17 @@ def test_paper_lrn_and_pool_placement():
     assert all(p.kernel_size == 3 and p.stride == 2 for p in pools)  # overlapping
 
 
+class _Lazy(dict):
+    def __missing__(self, name):
+        torch.manual_seed(0)
+        self[name] = create_model(name, num_classes=7, in_chans=1)
+        return self[name]
+
+
 @pytest.fixture(scope="module")
 def small():
-    """Real (CPU) models with a small head, built once: the 4096-wide FC layers are costly."""
-    torch.manual_seed(0)
-    return {name: create_model(name, num_classes=7, in_chans=1) for name in ("alexnet", "alexnet_onetower")}
+    """Real (CPU) models with a small head, built once each: the 4096-wide FC layers are costly."""
+    return _Lazy()
 
 
 def test_paper_init_biases(small):
@@ -108,7 +114,7 @@ def test_dropout_placement_and_train_eval(small):
         assert not torch.allclose(head(x), head(x))
 
 
-@pytest.mark.parametrize("name", ["alexnet", "alexnet_onetower"])
+@pytest.mark.parametrize("name", ["alexnet", pytest.param("alexnet_onetower", marks=pytest.mark.slow)])
 def test_small_forward_backward_and_options(small, name):
     info = get_model_info(name)
     m = small[name]

@@ -40,6 +40,7 @@ def test_imagenet_map_sizes_and_macs():
         + 6 * 6 * (1024 * 384 * 9 + 1024 * 1024 + 1000 * 1024)
     )
     assert fc.get_total_flops() // 2 == expected
+    assert expected / 1e9 == pytest.approx(1.10, abs=0.01)  # the docstring's "about 1.1 GMACs"
 
 
 def test_no_fully_connected_layers():

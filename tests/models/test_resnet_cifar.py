@@ -45,16 +45,21 @@ def test_depth_is_6n_plus_2_weighted_layers(depth):
     assert sum(isinstance(m, ZeroPadShortcut) for m in model.modules()) == 2
 
 
-@pytest.mark.parametrize("depth", [20, 110])
-def test_plain_net_is_the_residual_net_without_shortcuts(depth):
-    plain, res = create_model(f"plain{depth}").eval(), create_model(f"resnet{depth}").eval()
-    # Identical parameters: a residual net's weights load into its plain net and back.
-    plain.load_state_dict(res.state_dict(), strict=True)
+@pytest.mark.parametrize("depth", DEPTHS)
+def test_plain_net_has_the_residual_nets_parameters(depth):
+    plain, res = build_meta(f"plain{depth}").state_dict(), build_meta(f"resnet{depth}").state_dict()
+    assert {k: v.shape for k, v in plain.items()} == {k: v.shape for k, v in res.items()}
+    assert get_model_info(f"plain{depth}").reported is None  # the paper shows curves only (Fig. 6)
+
+
+def test_plain_net_is_the_residual_net_without_shortcuts():
+    plain, res = create_model("plain20").eval(), create_model("resnet20").eval()
+    plain.load_state_dict(res.state_dict(), strict=True)  # the same weights in both
     assert all(not m.shortcut and m.downsample is None for m in plain.modules() if isinstance(m, BasicBlock))
+    assert all(m.shortcut for m in res.modules() if isinstance(m, BasicBlock))
     with torch.no_grad():
         x = torch.randn(2, 3, 32, 32)
         assert not torch.allclose(plain(x), res(x))  # the shortcuts change the function
-    assert get_model_info(f"plain{depth}").reported is None  # the paper shows curves only (Fig. 6)
 
 
 def test_residual_and_plain_cost_the_same_compute():

@@ -92,7 +92,7 @@ class ConvLayer:
         (h, w, c), (oh, ow, k) = self.input, self.output
         f, s, p, d = self.kernel, self.stride, self.padding, self.dilation
         reach = f if d == 1 else d * (f - 1) + 1
-        lines = [f"input {h}x{w}x{c} (H x W x C), {k} filters {f}x{f}, stride {s}, padding {p}"
+        lines = [f"input {h}x{w}x{c} (H x W x C), {k} filter{'s' if k > 1 else ''} {f}x{f}, stride {s}, padding {p}"
                  + (f", dilation {d} (a {f}x{f} kernel spans {reach} pixels)" if d != 1 else "")
                  + (f", {self.groups} groups" if self.groups != 1 else "")]
         for axis, n, o in (("height", h, oh), ("width", w, ow)):
@@ -106,7 +106,7 @@ class ConvLayer:
         bias = " + 1 bias" if self.bias else ""
         lines.append(
             f"parameters: each filter has {f}*{f}*{c // self.groups} = {per} weights{bias};"
-            f" {k} filters x {per + self.bias} = {self.params:,}"
+            f" {k} filter{'s' if k > 1 else ''} x {per + self.bias} = {self.params:,}"
         )
         lines.append(f"MACs: {oh}*{ow}*{k} outputs x {per} weights each = {self.macs:,}")
         if s == 1 and d == 1 and f % 2 == 1:

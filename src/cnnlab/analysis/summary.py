@@ -9,6 +9,7 @@ needs. ``profile(model)`` is the cheap version: parameters and MACs only.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import warnings
@@ -208,6 +209,19 @@ def _resolve(model_or_name: nn.Module | str, input_size, device) -> tuple[nn.Mod
     return model, name, parse_input_size(input_size)
 
 
+@contextlib.contextmanager
+def _input_errors(model: nn.Module, size: tuple[int, ...]):
+    """A forward pass that fails on the input's shape becomes a ValueError naming the size."""
+    try:
+        yield
+    except RuntimeError as e:
+        name = getattr(model, "model_name", type(model).__name__)
+        expected = getattr(model, "default_input_size", None)
+        hint = f"; its paper uses {'x'.join(map(str, expected))}" if expected else ""
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{name} cannot run on input {'x'.join(map(str, size))}{hint} ({first})") from e
+
+
 def _device_of(model: nn.Module) -> torch.device:
     for t in model.parameters():
         return t.device
@@ -220,7 +234,8 @@ def profile(model_or_name: nn.Module | str, input_size: Sequence[int] | str | No
     """(parameters, MACs for one image): the cheap numbers, on the meta device for a name."""
     model, _, size = _resolve(model_or_name, input_size, None)
     x = torch.empty(1, *size, device=_device_of(model))
-    tracer = count_ops(model, x)
+    with _input_errors(model, size):
+        tracer = count_ops(model, x)
     return sum(p.numel() for p in model.parameters()), sum(tracer.total.macs.values())
 
 
@@ -252,7 +267,7 @@ def summary(
         raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
     model, name, size = _resolve(model_or_name, input_size, device)
     x = torch.empty(1, *size, device=_device_of(model))
-    with _inference(model), Tracer(model, image=size[1:]) as tracer:
+    with _input_errors(model, size), _inference(model), Tracer(model, image=size[1:]) as tracer:
         tracer.start(x)
         model(x)
 

@@ -108,7 +108,24 @@ def list_datasets() -> list[str]:
     return sorted(_DATASETS)
 
 
+# Resolvers turn names that are not registered (``folder:/path``) into specs; each returns
+# None for names it does not handle. Resolved specs are kept so their data is read once.
+_RESOLVERS: list[Callable[[str], "DatasetSpec | None"]] = []
+_RESOLVED: dict[str, DatasetSpec] = {}
+
+
+def register_resolver(resolver: Callable[[str], "DatasetSpec | None"]) -> None:
+    _RESOLVERS.append(resolver)
+
+
 def get_dataset_spec(name: str) -> DatasetSpec:
+    if name in _RESOLVED:
+        return _RESOLVED[name]
+    for resolver in _RESOLVERS:
+        spec = resolver(name)
+        if spec is not None:
+            _RESOLVED[name] = spec
+            return spec
     try:
         return _DATASETS[name]
     except KeyError:
@@ -145,7 +162,10 @@ def load_dataset(
         raise UnknownNameError(f"unknown split {split!r} for {name}; expected one of {', '.join(SPLITS)}")
     root_path = data_root(root)
     train_images, train_labels, source = _read_canonical(spec, root_path, "train", download)
-    mean, std = channel_stats(train_images)
+    stats_key = (str(root_path.resolve()), "stats")  # mean/std of the training split, computed once
+    if stats_key not in spec._cache:
+        spec._cache[stats_key] = channel_stats(train_images)
+    mean, std = spec._cache[stats_key]
     if split == "test":
         images, labels, source = _read_canonical(spec, root_path, "test", download)
         return ImageDataset(name, split, images, labels, spec.classes, mean, std, source)

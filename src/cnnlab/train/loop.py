@@ -235,7 +235,7 @@ def train(
             device=device,
             shuffle=train_mode,
             pad=pad,
-            augment=get_preset(config.augment) if train_mode else None,
+            augment=get_preset(config.augment, dataset) if train_mode else None,
             generator=generator,
             channels_last=config.channels_last,
         )
