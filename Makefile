@@ -23,13 +23,13 @@ demo: setup
 	$(VENV)/bin/cnnlab train lenet5 --data mnist
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-slow: setup
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -n 2 --dist loadfile -m slow
 
 test-all: setup
-	$(PY) -m pytest -q -m 'slow or not slow'
+	$(PY) -m pytest -q -n 2 --dist loadfile -m 'slow or not slow'
 
 bench: setup
 	$(PY) benchmarks/bench_mnist.py

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-# Two cores: keep tests from oversubscribing them.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# The suite runs in two worker processes (pytest-xdist, `make test`), one per core: each
+# worker gets one thread, since two processes of two threads each thrash two cores (small
+# and grouped convolutions slow down by orders of magnitude). A plain `pytest` run uses both.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1))
 
 
 def _shared_data_root() -> Path | None:

@@ -169,13 +169,36 @@ def _print_rows(headers: list[str], rows: list[list[str]], fmt: str, *, title: s
 @click.option("--data-root", type=click.Path(file_okay=False))
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @click.option("--batch-size", default=500, type=int)
-def eval_cmd(runs, data, split, data_root, device, batch_size) -> None:
+@click.option("--tta", default="none", show_default=True, type=click.Choice(["none", "flip", "center", "10crop"]),
+              help="Test-time augmentation: average softmax over mirrors, or AlexNet's 10 crops at the model's input size.")
+@click.option("--weights", default="best", show_default=True, type=click.Choice(["best", "last"]))
+@click.option("--per-class", is_flag=True, help="Also print per-class accuracy and the confusion table.")
+@click.option("--confusion", "confusion_png", type=click.Path(dir_okay=False), default=None,
+              help="Write the confusion matrix heat map (of the ensemble, or the only run) to this PNG.")
+def eval_cmd(runs, data, split, data_root, device, batch_size, tta, weights, per_class, confusion_png) -> None:
     """Top-1/top-5 error of one run, or of several runs and their ensemble (averaged probabilities)."""
-    from cnnlab.evaluation import evaluate_runs
+    from cnnlab.evaluation import confusion_rows, evaluate_members, per_class_rows
 
-    report = evaluate_runs(list(runs), data=data, split=split, data_root=data_root, device=device, batch_size=batch_size)
-    rows = [[name, f"{r.top1_err:.2%}", f"{r.top5_err:.2%}", f"{r.num_images:,}"] for name, r in report]
-    _print_rows(["run", "top-1 error", "top-5 error", "images"], rows, "table", title=f"{split} split")
+    members = evaluate_members(list(runs), data=data, split=split, data_root=data_root, device=device,
+                               batch_size=batch_size, tta=tta, weights=weights)
+    report = [(m.name, m.result) for m in members]
+    rows = [[name, f"{r.top1_err:.2%}", f"{r.top5_err:.2%}", f"{r.loss:.4f}", f"{r.num_images:,}"] for name, r in report]
+    title = f"{split} split" + (f", TTA {tta}" if tta != "none" else "")
+    _print_rows(["run", "top-1 error", "top-5 error", "loss", "images"], rows, "table", title=title)
+    classes = members[0].classes
+    if per_class:
+        headers, rows = per_class_rows(classes, report)
+        _print_rows(headers, rows, "table", title="per-class accuracy")
+        headers, rows = confusion_rows(classes, report[-1][1].confusion)
+        _print_rows(headers, rows, "table", title=f"confusion matrix of {report[-1][0]} (rows: true class)")
+    if confusion_png:
+        from cnnlab.viz.confusion import plot_confusion
+        from cnnlab.viz.curves import save_figure
+
+        name = report[-1][0] if len(report) > 1 else Path(report[0][0]).name
+        fig = plot_confusion(report[-1][1].confusion, classes, title=name)
+        save_figure(fig, confusion_png)
+        click.echo(f"wrote {confusion_png}")
 
 
 @cli.command()
@@ -366,6 +389,63 @@ def chart_accuracy_command(out, pattern, dataset) -> None:
 
 
 # --- data and evaluation -------------------------------------------------------------------
+
+
+@cli.command("data")
+@click.argument("dataset")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Data root (else $CNNLAB_DATA, else ~/.cache/cnnlab).")
+@click.option("--val-size", type=click.IntRange(min=0), default=None, help="Validation hold-out size.  [default: the dataset's]")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the hold-out, the folds and the samples.")
+@click.option("--folds", type=click.IntRange(min=2), default=None, help="Show the sizes of k-fold cross-validation splits of trainval.")
+@click.option("--grid", "grid_png", type=click.Path(dir_okay=False), default=None,
+              help="PNG of sample images, one row per class.  [default: <dataset>-samples.png]")
+@click.option("--no-grid", is_flag=True, help="Do not write the sample grid.")
+@click.option("--per-class", type=click.IntRange(min=1), default=8, show_default=True, help="Sample images per class in the grid.")
+def data_command(dataset, data_root, val_size, seed, folds, grid_png, no_grid, per_class) -> None:
+    """Describe DATASET: classes, image size, channel mean/std, split sizes, a grid of samples.
+
+    DATASET is a registered name (mnist, fashion-mnist, cifar10, cifar100, cifar10-jpeg) or
+    folder:/path/to/root for any image folder laid out as root/train/<class>/*.jpg.
+    """
+    import re
+
+    import torch
+
+    from cnnlab.data import get_dataset_spec, kfold_indices, load_dataset
+
+    spec = get_dataset_spec(dataset)
+    train = load_dataset(dataset, "train", data_root, val_size=val_size, seed=seed)
+    val = load_dataset(dataset, "val", data_root, val_size=val_size, seed=seed)
+    test = load_dataset(dataset, "test", data_root)
+    c, h, w = train.image_size
+    click.echo(f"{dataset}: {spec.description}")
+    click.echo(f"  source       {train.source}  |  {test.source}")
+    click.echo(f"  images       {c}x{h}x{w} (channels x height x width), uint8")
+    click.echo(f"  classes      {train.num_classes}: {', '.join(train.classes[:20])}{' ...' if train.num_classes > 20 else ''}")
+    click.echo(f"  mean         {', '.join(f'{m:.4f}' for m in train.mean)}  (per channel, [0, 1], training split)")
+    click.echo(f"  std          {', '.join(f'{v:.4f}' for v in train.std)}")
+    click.echo(f"  splits       train {len(train):,} / val {len(val):,} (seed {seed}) / test {len(test):,}"
+               f"  (trainval {len(train) + len(val):,})")
+    counts = [torch.bincount(d.labels, minlength=train.num_classes) for d in (train, val, test)]
+    rows = [[name, *(f"{int(k[i]):,}" for k in counts)] for i, name in enumerate(train.classes)]
+    if train.num_classes <= 20:
+        _print_rows(["class", "train", "val", "test"], rows, "table", title="images per class")
+    if folds:
+        trainval = len(train) + len(val)
+        sizes = [(len(tr), len(va)) for tr, va in kfold_indices(trainval, folds, seed=seed)]
+        _print_rows(["fold", "train", "validation"], [[str(i + 1), f"{a:,}", f"{b:,}"] for i, (a, b) in enumerate(sizes)],
+                    "table", title=f"{folds}-fold cross-validation of trainval")
+        click.echo(f"  (in Python: cnnlab.data.kfold_indices({trainval}, {folds}, seed={seed}) gives the index pairs)")
+    if not no_grid:
+        from cnnlab.viz.curves import save_figure
+        from cnnlab.viz.samples import plot_sample_grid
+
+        out = grid_png or re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset).strip("_") + "-samples.png"
+        fig = plot_sample_grid(train.images, train.labels, train.classes, per_class=per_class, seed=seed,
+                               title=f"{dataset}: {per_class} random training images per class")
+        save_figure(fig, out)
+        click.echo(f"sample grid: {out}")
+
 
 
 # --- scratch: NumPy backpropagation --------------------------------------------------------

@@ -57,6 +57,7 @@ class MemberResult:
     result: EvalResult
     probs: torch.Tensor  # (N, classes) averaged softmax, float32
     labels: torch.Tensor  # (N,)
+    classes: list[str]  # class names in label order
 
 
 def evaluate_runs(
@@ -116,12 +117,12 @@ def evaluate_members(
             probs, labels = predict_probs(model, batches)
         else:
             probs, labels = predict_probs_tta(model, batches, tta, crop)
-        report.append(MemberResult(str(r.path), metrics_from_probs(probs, labels, len(classes)), probs, labels))
+        report.append(MemberResult(str(r.path), metrics_from_probs(probs, labels, len(classes)), probs, labels, classes))
         model.to("cpu")
     if len(loaded) > 1:
         probs = torch.stack([m.probs for m in report]).mean(0)
         labels = report[0].labels
-        report.append(MemberResult("ensemble", metrics_from_probs(probs, labels, len(classes)), probs, labels))
+        report.append(MemberResult("ensemble", metrics_from_probs(probs, labels, len(classes)), probs, labels, classes))
     return report
 
 

@@ -68,7 +68,7 @@ def test_tracked_field_matches_the_gradient_oracle(layers):
 def test_max_and_average_pooling_grow_the_field_alike():
     fields = [summary(nn.Sequential(nn.Conv2d(1, 1, 3), pool(3, 2)), (1, 20, 20)).rows[-1].field for pool in
               (nn.MaxPool2d, nn.AvgPool2d)]
-    assert fields[0] == fields[1] and fields[0].size == (7, 7) and fields[0].jump == (2, 2)
+    assert fields[0] == fields[1] and fields[0].size == (5, 5) and fields[0].jump == (2, 2)  # 3 + (3 - 1) * 1
 
 
 class _TwoBranches(nn.Module):

@@ -118,6 +118,9 @@ def test_torchvision_state_dict_keys():
     assert sd["inception4e.branch3.0.bn.num_batches_tracked"].shape == ()
     model = build_meta(variant="torchvision")
     assert model.conv1.bn.eps == 1e-3 and model.maxpool4.kernel_size == 2
+    with torch.device("meta"):
+        out = model.train()(torch.empty(2, 3, 224, 224))
+    assert isinstance(out, GoogLeNetOutputs) and out.aux2.shape == (2, 1000)
 
 
 # --- behaviour ---------------------------------------------------------------------------
@@ -132,7 +135,7 @@ def small_googlenet() -> nn.Module:
 def test_train_mode_returns_aux_outputs_whose_loss_backpropagates(small_googlenet):
     small_googlenet.train()
     small_googlenet.zero_grad()
-    x, y = torch.randn(2, 3, 64, 64), torch.tensor([1, 7])
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([1, 7])
     out = small_googlenet(x)
     assert isinstance(out, GoogLeNetOutputs)
     assert [t.shape for t in out] == [(2, 10)] * 3
@@ -148,7 +151,7 @@ def test_train_mode_returns_aux_outputs_whose_loss_backpropagates(small_googlene
 
 def test_eval_mode_returns_deterministic_logits(small_googlenet):
     small_googlenet.eval()
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         logits = small_googlenet(x)
         assert isinstance(logits, torch.Tensor) and logits.shape == (2, 10)
@@ -157,7 +160,7 @@ def test_eval_mode_returns_deterministic_logits(small_googlenet):
 
 def test_aux_logits_false_returns_logits_in_training():
     model = create_model("googlenet", num_classes=5, in_chans=1, aux_logits=False).train()
-    out = model(torch.randn(2, 1, 64, 64))
+    out = model(torch.randn(2, 1, 32, 32))
     assert isinstance(out, torch.Tensor) and out.shape == (2, 5)
     assert not hasattr(model, "aux1")
     assert model.conv1.conv.in_channels == 1 and model.default_input_size == (1, 224, 224)

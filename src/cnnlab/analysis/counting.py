@@ -97,6 +97,8 @@ _REDUCTIONS = {
     aten.norm,
     aten.prod,
 }
+# Elementwise, but without PyTorch's pointwise tag.
+_ELEMENTWISE = {aten._prelu_kernel, aten.prelu, aten.rrelu_with_noise, aten.glu}
 _SOFTMAXES = {aten._softmax, aten._safe_softmax, aten._log_softmax}
 _INTERPOLATIONS = {
     aten.upsample_bilinear2d,
@@ -240,6 +242,7 @@ class Tracer(TorchDispatchMode):
         self.stats: dict[str, ModuleStats] = {}
         self.total = ModuleStats()
         self.uncounted: Counter = Counter()
+        self.used_params: set[int] = set()  # ids of parameters some op read
         self.fields: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self._stack: list[str] = [""]
         self._leaves: set[str] = set()
@@ -304,6 +307,9 @@ class Tracer(TorchDispatchMode):
         packet = func._overloadpacket
         stats = self._charge()
         tensors = _tensors(args) + _tensors(kwargs)
+        for t in tensors:
+            if isinstance(t, nn.Parameter):
+                self.used_params.add(id(t))
         in_fields = [self.fields[t] for t in tensors if t in self.fields]
 
         if stats.first_op < 0:
@@ -356,7 +362,7 @@ class Tracer(TorchDispatchMode):
             return "", 0
         if packet in _FUSED_ATTENTION:
             return "softmax", 3 * _attention_macs(args[0], args[1], args[2])[1]
-        if torch.Tag.pointwise in func.tags:
+        if torch.Tag.pointwise in func.tags or packet in _ELEMENTWISE:
             return "pointwise", first.numel()
         if packet in _BATCH_NORMS:
             return "norm", 4 * args[0].numel()

@@ -167,11 +167,9 @@ def parse_input_size(text: str | int | Sequence[int]) -> tuple[int, ...]:
     if not isinstance(text, str):
         size = tuple(int(v) for v in text)
     else:
-        parts = re.split(r"[x,\s]+", text.strip().lower())
-        try:
-            size = tuple(int(p) for p in parts if p)
-        except ValueError:
-            raise ValueError(f"bad input size {text!r}; expected CxHxW such as 3x224x224") from None
+        if not re.fullmatch(r"\d+(\s*[x,]\s*\d+)*", text.strip().lower()):
+            raise ValueError(f"bad input size {text!r}; expected CxHxW such as 3x224x224")
+        size = tuple(int(p) for p in re.split(r"\s*[x,]\s*", text.strip().lower()))
         if len(size) == 1:
             size = (3, size[0], size[0])
     if len(size) < 2 or any(v < 1 for v in size):
@@ -251,8 +249,8 @@ def summary(
 ) -> Summary:
     """Per-layer table and totals for one forward pass of one image.
 
-    ``model_or_name``: a module (run where its parameters are) or a registered name (built and
-    run on ``device``, by default meta). ``input_size``: (C, H, W), default the model's
+    ``model_or_name``: a module (run where its parameters are, or on ``device``) or a registered
+    name (built and run on ``device``, by default meta). ``input_size``: (C, H, W), default the model's
     ``default_input_size``. ``batch_size``, ``dtype`` and ``optimizer`` ("sgd", "momentum",
     "adam") only shape the memory estimate; counts are per image. ``depth``: show modules down
     to this nesting level, deeper ones folded into their block; None shows every layer.
@@ -266,21 +264,19 @@ def summary(
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
     model, name, size = _resolve(model_or_name, input_size, device)
-    x = torch.empty(1, *size, device=_device_of(model))
+    x = torch.empty(1, *size, device=device if device is not None and not isinstance(model_or_name, str) else _device_of(model))
     with _input_errors(model, size), _inference(model), Tracer(model, image=size[1:]) as tracer:
         tracer.start(x)
         model(x)
 
-    rows = _rows(model, tracer.stats, depth)
+    rows = _rows(model, tracer.stats, depth, tracer.used_params)
     macs, others = Counter(), Counter()
     activations = 0
     for stats in tracer.stats.values():
         macs.update(stats.macs)
         others.update(stats.other_ops)
         activations += stats.activations
-    unused = sum(
-        p.numel() for n, m in model.named_modules() if tracer.stats[n].calls == 0 for p in m.parameters(recurse=False)
-    )
+    unused = sum(p.numel() for p in model.parameters() if id(p) not in tracer.used_params)
     return Summary(
         model_name=name,
         input_size=size,
@@ -304,7 +300,7 @@ def _depth(name: str) -> int:
     return 0 if name == "" else name.count(".") + 1
 
 
-def _rows(model: nn.Module, stats: dict[str, ModuleStats], depth: int | None) -> list[LayerRow]:
+def _rows(model: nn.Module, stats: dict[str, ModuleStats], depth: int | None, used: set[int]) -> list[LayerRow]:
     """Rows in the order the layers finish (a container's own ops: where they start); every op,
     parameter and activation in exactly one row.
 
@@ -313,6 +309,16 @@ def _rows(model: nn.Module, stats: dict[str, ModuleStats], depth: int | None) ->
     addition, attention scores) or holds parameters directly (a class token).
     """
     modules = dict(model.named_modules())
+    # A module whose weights its parent reads directly (MultiheadAttention's out_proj) never
+    # runs itself: its parameters belong to the nearest ancestor that ran.
+    adopted: dict[str, list[nn.Parameter]] = {}
+    for name, module in modules.items():
+        if stats[name].calls == 0 and name:
+            owned = [p for p in module.parameters(recurse=False) if id(p) in used]
+            parent = name
+            while parent and stats[parent].calls == 0:
+                parent = parent.rpartition(".")[0]
+            adopted.setdefault(parent, []).extend(owned)
     rows: list[tuple[int, LayerRow]] = []
     for name, module in modules.items():
         s = stats[name]
@@ -332,7 +338,7 @@ def _rows(model: nn.Module, stats: dict[str, ModuleStats], depth: int | None) ->
                     total.add(t)
         else:
             total = s
-            params = list(module.parameters(recurse=False))
+            params = list(module.parameters(recurse=False)) + adopted.get(name, [])
             own_work = sum(s.macs.values()) or sum(s.other_ops.values()) or s.activations or params
             if not is_leaf and not own_work:
                 continue

@@ -107,10 +107,14 @@ _ALLOWED_GLOBALS = {
 }
 
 
+class _Refused(pickle.UnpicklingError):
+    """A global outside the allowed list: refused before it is imported or called."""
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+            raise _Refused(f"refusing to load {module}.{name}")
         return super().find_class(module, name)
 
 
@@ -119,9 +123,9 @@ def safe_unpickle(data: bytes, *, name: str = "<bytes>") -> object:
     anything else raises DataError naming the refused global."""
     try:
         return _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except pickle.UnpicklingError as e:
+    except _Refused as e:
         raise DataError(f"{name} is not a plain CIFAR pickle ({e}); it was not loaded") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
         raise DataError(f"{name} is corrupt or truncated: {type(e).__name__}: {e}") from None
 
 

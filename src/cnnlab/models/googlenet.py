@@ -199,7 +199,7 @@ class GoogLeNet(nn.Module):
         source="Szegedy et al. 2015, Table 3: single model, 1 crop, 10.07% top-5 error",
         note="7 models x 144 crops: 6.67% top-5 error (Tables 2 and 3)",
     ),
-    test_input_size=(3, 64, 64),
+    test_input_size=(3, 32, 32),
 )
 def googlenet(
     *, num_classes: int = 1000, in_chans: int = 3, variant: str = "paper", aux_logits: bool = True, se: bool = False

@@ -6,7 +6,8 @@ For each parameter (and the input) the report is the relative error
 ``||g_backprop - g_numeric|| / (||g_backprop|| + ||g_numeric||)``: about 1e-8 or smaller in
 float64 when the backward pass is right, around 1e-2 or worse when it is wrong. Run it in
 float64 (``model.astype(np.float64)``): float32's rounding swamps the differences.
-The model must be deterministic between calls (no Dropout in training mode).
+The model must be deterministic between calls (no Dropout in training mode). A parameter
+whose true gradient is zero (a bias followed by BatchNorm) reports noise over noise (~1).
 """
 
 from __future__ import annotations
