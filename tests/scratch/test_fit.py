@@ -75,7 +75,7 @@ def first_mnist_images(root: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("name", ["mlp", "lenet5"])
 def test_training_smoke(data_root, name):
     """A few hundred real digits, float32, two epochs: the loss goes down and accuracy goes up."""
-    images, labels = first_mnist_images(data_root, 400)
+    images, labels = first_mnist_images(data_root, 256)
     (x,) = standardise(images)
     model = MODELS[name](seed=0).astype(np.float32)
     history = fit(model, (x, labels), (x, labels), epochs=3, batch_size=32, lr=0.02, momentum=0.9)
@@ -87,8 +87,8 @@ def test_training_smoke(data_root, name):
 def test_cli_help_lists_the_options():
     result = CliRunner().invoke(cli, ["scratch-train", "--help"])
     assert result.exit_code == 0
-    for option in ("--model", "--epochs", "--batch-size", "--lr", "--momentum", "--weight-decay", "--seed", "--data-root"):
-        assert option in result.output
+    options = ("--model", "--epochs", "--batch-size", "--lr", "--momentum", "--weight-decay", "--seed", "--data-root")
+    assert all(option in result.output for option in options)
 
 
 def train_on_mnist(name: str, data_root: Path) -> list[dict[str, float]]:
@@ -119,3 +119,17 @@ def test_mlp_reaches_97_percent_on_mnist(data_root):
 @pytest.mark.slow
 def test_lenet5_reaches_98_percent_on_mnist(data_root):
     assert train_on_mnist("lenet5", data_root)[-1]["test_acc"] >= 0.98
+
+
+def test_train_eval_and_astype_reach_every_layer():
+    from cnnlab.scratch import BatchNorm1d, Dropout, Linear, Sequential
+
+    rng = np.random.default_rng(0)
+    inner = Sequential(Linear(3, 4, rng=rng), BatchNorm1d(4))
+    net = Sequential(inner, Dropout(0.5, rng=rng), Linear(4, 2, rng=rng))
+    net.eval().astype(np.float32)
+    assert not any(layer.training for layer in [*inner.layers, *net.layers])
+    assert inner.layers[1].running_var.dtype == np.float32
+    assert net.forward(np.ones((2, 3), np.float32)).dtype == np.float32
+    net.train()
+    assert all(layer.training for layer in [*inner.layers, *net.layers])

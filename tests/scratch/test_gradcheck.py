@@ -27,7 +27,9 @@ from cnnlab.scratch import (
 
 
 def mlp_with_batch_norm(rng):
-    return Sequential(Linear(5, 6, rng=rng), BatchNorm1d(6), Tanh(), Linear(6, 4, rng=rng), Sigmoid(), Linear(4, 3, rng=rng))
+    return Sequential(
+        Linear(5, 6, rng=rng), BatchNorm1d(6), Tanh(), Linear(6, 4, rng=rng), Sigmoid(), Linear(4, 3, rng=rng)
+    )
 
 
 def small_cnn(rng):

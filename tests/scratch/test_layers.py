@@ -32,7 +32,7 @@ def assert_close(ours: np.ndarray, theirs: torch.Tensor, what: str) -> None:
     assert relative_error(ours, theirs) < TOL, f"{what}: relative error {relative_error(ours, theirs):.2e}"
 
 
-def run_both(layer, torch_fn, x: np.ndarray, torch_params: dict[str, torch.Tensor] | None = None):
+def run_both(layer, torch_fn, x: np.ndarray) -> torch.Tensor:
     """Forward both, backward a random upstream gradient through both; return the torch tensors."""
     rng = np.random.default_rng(1)
     y = layer.forward(x)

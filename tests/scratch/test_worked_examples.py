@@ -38,7 +38,8 @@ def test_scalar_autodiff_adds_over_paths_and_matches_torch():
     x, y = Scalar(0.7), Scalar(-1.3)
     f = (x * y + x).sigmoid() * x
     f.backward()
-    xt, yt = torch.tensor(0.7, dtype=torch.float64, requires_grad=True), torch.tensor(-1.3, dtype=torch.float64, requires_grad=True)
+    xt = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    yt = torch.tensor(-1.3, dtype=torch.float64, requires_grad=True)
     ft = torch.sigmoid(xt * yt + xt) * xt
     ft.backward()
     assert f.value == pytest.approx(ft.item(), rel=1e-12)

@@ -25,10 +25,11 @@ Counting rules (docs/analysis.md has the table):
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -478,24 +479,21 @@ def count_ops(model: nn.Module, x: Tensor) -> Tracer:
     return tracer
 
 
-class _inference:
+@contextlib.contextmanager
+def _inference(model: nn.Module) -> Iterator[None]:
     """Eval mode, no autograd, no fused multi-head-attention fast path (its single op would
     hide the projections and the attention products from the counts); all restored after."""
-
-    def __init__(self, model: nn.Module):
-        self.model = model
-
-    def __enter__(self) -> None:
-        self.modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-        self.grad = torch.is_grad_enabled()
-        torch.set_grad_enabled(False)
-        self.fastpath = torch.backends.mha.get_fastpath_enabled()
-        torch.backends.mha.set_fastpath_enabled(False)
-
-    def __exit__(self, *exc: Any) -> None:
-        for m, training in self.modes:
+    modes = [(m, m.training) for m in model.modules()]
+    grad = torch.is_grad_enabled()
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    model.eval()
+    torch.set_grad_enabled(False)
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        for m, training in modes:
             m.training = training
-        torch.set_grad_enabled(self.grad)
-        torch.backends.mha.set_fastpath_enabled(self.fastpath)
+        torch.set_grad_enabled(grad)
+        torch.backends.mha.set_fastpath_enabled(fastpath)
 

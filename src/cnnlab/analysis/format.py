@@ -47,7 +47,7 @@ def _field_cells(row: LayerRow) -> tuple[str, str, str]:
     return f.describe("size"), f.describe("jump"), f.describe("start")
 
 
-def _columns(s: Summary) -> list[str]:
+def _columns() -> list[str]:
     return ["layer", "type", "output", "params", "MACs", "other ops", "activations", "MB", "RF", "jump", "start"]
 
 
@@ -127,7 +127,7 @@ def summary_renderable(s: Summary, video: VideoCompute | None = None) -> Group:
     title = f"{s.model_name}: input {shape_text(s.input_size)}, per image, activations in {_dtype_name(s)}"
     table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False, box=None)
     numeric = {"params", "MACs", "other ops", "activations", "MB", "RF", "jump", "start"}
-    for col in _columns(s):
+    for col in _columns():
         table.add_column(col, justify="right" if col in numeric else "left", no_wrap=col != "type")
     for row in s.rows:
         table.add_row(*_row_cells(s, row))
@@ -212,7 +212,7 @@ def summary_dict(s: Summary, video: VideoCompute | None = None) -> dict[str, Any
 
 
 def summary_markdown(s: Summary, video: VideoCompute | None = None) -> str:
-    cols = _columns(s)
+    cols = _columns()
     right = {"params", "MACs", "other ops", "activations", "MB", "RF", "jump", "start"}
     lines = [
         f"**{s.model_name}**, input {shape_text(s.input_size)}, per image",

@@ -48,7 +48,10 @@ class Sequential(Layer):
         """Training mode (Dropout drops, BatchNorm uses batch statistics) or, with False, inference."""
         self.training = mode
         for layer in self.layers:
-            layer.train(mode) if isinstance(layer, Sequential) else setattr(layer, "training", mode)
+            if isinstance(layer, Sequential):
+                layer.train(mode)
+            else:
+                layer.training = mode
         return self
 
     def eval(self) -> "Sequential":
@@ -59,6 +62,9 @@ class Sequential(Layer):
         for p in self.params().values():
             p.data, p.grad = p.data.astype(dtype), p.grad.astype(dtype)
         for layer in self.layers:
+            if isinstance(layer, Sequential):
+                layer.astype(dtype)
+                continue
             for name, buf in layer.buffers().items():
                 setattr(layer, name, buf.astype(dtype))
         return self
