@@ -118,7 +118,7 @@ def test_checkpoint_from_a_different_model(run_dir, tmp_path, capsys):
 def test_models_lists_parameters(capsys):
     code, out, _ = run_cli(["models", "lenet*", "--no-macs", "--format", "csv"], capsys)
     assert code == 0
-    assert "lenet5,lenet,61706" in out.replace('"', "").replace(",", ",").replace("61,706", "61706")
+    assert "lenet5,lenet,61706," in out
 
 
 def test_console_script_runs():

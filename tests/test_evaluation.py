@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from PIL import Image
 from cnnlab.cli import main
 from cnnlab.data import Batches, load_dataset
 from cnnlab.evaluation import evaluate_members, evaluate_runs, per_class_rows, predict_probs_tta
+from cnnlab.models import create_model
+from cnnlab.train.checkpoint import save_weights
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.evaluate import metrics_from_probs, predict_probs
 from cnnlab.train.loop import train
@@ -19,7 +22,7 @@ from cnnlab.train.run import load_run
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> tuple[str, list[Path]]:
-    """Two tiny LeNet-5 runs (seeds 0 and 1) on a 3-class image folder of 28x28 images."""
+    """Two LeNet-5 run folders on a 3-class image folder of 28x28 RGB images."""
     base = tmp_path_factory.mktemp("eval")
     root = base / "shapes"
     g = torch.Generator().manual_seed(0)
@@ -37,11 +40,17 @@ def runs(tmp_path_factory) -> tuple[str, list[Path]]:
     mp = pytest.MonkeyPatch()
     mp.setenv("CNNLAB_CACHE", str(base / "cache"))
     data = f"folder:{root}"
-    out = []
-    for seed in (0, 1):
-        config = TrainConfig(model="lenet5", data=data, epochs=1, batch_size=6, eval_batch_size=18, optimizer="adam",
-                             lr=3e-3, val_size=0, seed=seed, device="cpu", out=str(base / f"run{seed}"))
-        out.append(train(config, quiet=True).path)
+    # One real (tiny) training run; the second member is its folder with other weights, which
+    # is all an ensemble needs and saves a second training.
+    config = TrainConfig(model="lenet5", data=data, epochs=1, batch_size=36, eval_batch_size=36, optimizer="sgd",
+                         lr=0.05, val_size=0, seed=0, device="cpu", out=str(base / "run0"))
+    first = train(config, quiet=True).path
+    second = base / "run1"
+    shutil.copytree(first, second)
+    torch.manual_seed(1)
+    save_weights(create_model("lenet5", num_classes=3, in_chans=3), second / "best.safetensors")
+    (second / "last.safetensors").unlink()
+    out = [first, second]
     yield data, out
     mp.undo()
 

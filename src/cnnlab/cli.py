@@ -7,11 +7,13 @@ stderr and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from cnnlab.errors import CnnlabError
@@ -41,7 +43,8 @@ def _parse_options(pairs: tuple[str, ...]) -> dict:
 
 
 def _console() -> Console:
-    return Console(highlight=False)
+    # Piped output (a file, `less`) gets wide lines rather than rich's 80-column default.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 @cli.command()
@@ -112,14 +115,33 @@ def models(pattern: str, macs: bool, fmt: str) -> None:
     if not names:
         raise CnnlabError(f"no model matches {pattern!r}; run `cnnlab models` to list all")
     rows = []
-    for name in names:
-        info = get_model_info(name)
-        params, gmacs = _count(name, info.input_size, macs)
-        top1 = f"{info.reported.top1:.1f}" if info.reported and info.reported.top1 else ""
-        dataset = info.reported.dataset if info.reported else ""
-        rows.append([name, info.family, f"{params:,}", gmacs, "x".join(map(str, info.input_size)), top1, dataset, info.paper])
+    with Progress(TextColumn("counting {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
+                  console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("models", total=len(names), name="")
+        for name in names:
+            progress.update(task, name=name)
+            info = get_model_info(name)
+            params, gmacs = _count(name, info.input_size, macs)
+            top1 = f"{info.reported.top1:.1f}" if info.reported and info.reported.top1 else ""
+            dataset = info.reported.dataset if info.reported else ""
+            # In a table, the paper's authors and year; the full title in markdown and CSV.
+            paper = _short_citation(info.paper) if fmt == "table" else info.paper
+            params_text = f"{params:,}" if fmt == "table" else str(params)
+            rows.append([name, info.family, params_text, gmacs, "x".join(map(str, info.input_size)), top1, dataset, paper])
+            progress.advance(task)
     headers = ["model", "family", "parameters", "GMACs", "input", "top-1 %", "on", "paper"]
-    _print_rows(headers, rows, fmt, title=f"{len(rows)} models")
+    _print_rows(headers, rows, fmt, title=f"{len(rows)} models (GMACs at the input size; top-1 as reported)")
+
+
+def _short_citation(paper: str) -> str:
+    """'He, Zhang, Ren, Sun 2016, Deep residual ...' -> 'He et al. 2016'."""
+    match = re.match(r"^(.*?)\b((?:19|20)\d\d)\b", paper)
+    if not match:
+        return paper.split(",")[0]
+    authors = [a.strip() for a in re.split(r",|&|\band\b", match.group(1)) if a.strip()]
+    if len(authors) > 2:
+        return f"{authors[0]} et al. {match.group(2)}"
+    return f"{' & '.join(authors)} {match.group(2)}"
 
 
 def _count(name: str, input_size, with_macs: bool) -> tuple[int, str]:
@@ -156,7 +178,7 @@ def _print_rows(headers: list[str], rows: list[list[str]], fmt: str, *, title: s
     table = Table(title=title, title_justify="left")
     for h in headers:
         numeric = h in ("parameters", "GMACs", "top-1 %")
-        table.add_column(h, justify="right" if numeric else "left", overflow="fold")
+        table.add_column(h, justify="right" if numeric else "left", no_wrap=True, overflow="ellipsis")
     for row in rows:
         table.add_row(*row)
     _console().print(table)
@@ -263,7 +285,8 @@ def summary_command(model, input_size, depth, batch_size, dtype, optimizer, vide
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     if fmt == "table":
-        _analysis_console().print(summary_renderable(s, v))
+        console = _analysis_console()
+        console.print(summary_renderable(s, v, width=console.width))
     elif fmt == "markdown":
         click.echo(summary_markdown(s, v), nl=False)
     elif fmt == "csv":
@@ -726,6 +749,37 @@ def viz_boundary(name, hidden, points, noise, steps, seed, out) -> None:
     classifiers = [(describe_hidden(h), fit_toy_classifier(x, y, h, steps=steps, seed=seed)) for h in layouts]
     fig = plot_decision_regions(classifiers, x, y, title=f"{name}: {points} points; decision regions after {steps} Adam steps")
     _save_viz(fig, out, Path(f"boundary-{name}.png"))
+
+
+@cli.command("experiment")
+@click.argument("name", required=False)
+@click.option("--quick", is_flag=True, help="The ~1-2 minute variant (fewer images, epochs and seeds).")
+@click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False), help="Writes OUT/NAME/.")
+@click.option("--seeds", type=int, help="Seeds (independent runs) per setting; default depends on the experiment and mode.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
+@click.option("--data-root", type=click.Path(file_okay=False), help="Data root (else $CNNLAB_DATA, else ~/.cache/cnnlab).")
+@click.option("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared machine).")
+def experiment_command(name, quick, out, seeds, device, data_root, threads) -> None:
+    """Run the lecture experiment NAME and write OUT/NAME/{report.md,metrics.json,*.png}.
+
+    Without NAME, list the experiments and their claims."""
+    import torch
+
+    from cnnlab.experiments import EXPERIMENTS, Settings, run_experiment
+
+    if not name:
+        table = Table("experiment", "claim", box=None, show_header=True)
+        for key in sorted(EXPERIMENTS):
+            table.add_row(key, EXPERIMENTS[key].claim)
+        _console().print(table)
+        return
+    if threads:
+        torch.set_num_threads(threads)
+    folder = run_experiment(name, Settings(quick=quick, seeds=seeds, device=device, data_root=data_root), out=out)
+    verdicts = __import__("json").loads((folder / "metrics.json").read_text())["verdicts"]
+    for v in verdicts:
+        click.echo(f"{'HELD' if v['held'] else 'DID NOT HOLD'}: {v['claim']} ({v['measured']})")
+    click.echo(f"wrote {folder}/report.md")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -74,11 +74,12 @@ def first_mnist_images(root: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("name", ["mlp", "lenet5"])
 def test_training_smoke(data_root, name):
-    """A few hundred real digits, float32, two epochs: the loss goes down and accuracy goes up."""
-    images, labels = first_mnist_images(data_root, 256)
+    """A couple of hundred real digits, float32, three epochs: the loss goes down, accuracy goes up."""
+    images, labels = first_mnist_images(data_root, 192)
     (x,) = standardise(images)
     model = MODELS[name](seed=0).astype(np.float32)
-    history = fit(model, (x, labels), (x, labels), epochs=3, batch_size=32, lr=0.02, momentum=0.9)
+    recipe = RECIPES[name]
+    history = fit(model, (x, labels), (x, labels), epochs=3, batch_size=32, lr=recipe.lr, momentum=recipe.momentum)
     assert history[-1]["train_loss"] < 0.6 * history[0]["train_loss"]
     assert history[-1]["test_acc"] > 0.8
     assert all(p.data.dtype == np.float32 for p in model.params().values())

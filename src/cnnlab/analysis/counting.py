@@ -38,7 +38,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from cnnlab.analysis.receptive_field import Field, grow, widest
 
-__all__ = ["ModuleStats", "Tracer", "count_ops"]
+__all__ = ["ModuleStats", "Tracer", "count_ops", "inference"]
 
 aten = torch.ops.aten
 
@@ -474,13 +474,13 @@ def _tail(value: Any, n: int) -> tuple[int, ...]:
 
 def count_ops(model: nn.Module, x: Tensor) -> Tracer:
     """Run ``model(x)`` once under a :class:`Tracer` without per-module bookkeeping."""
-    with _inference(model), Tracer() as tracer:
+    with inference(model), Tracer() as tracer:
         model(x)
     return tracer
 
 
 @contextlib.contextmanager
-def _inference(model: nn.Module) -> Iterator[None]:
+def inference(model: nn.Module) -> Iterator[None]:
     """Eval mode, no autograd, no fused multi-head-attention fast path (its single op would
     hide the projections and the attention products from the counts); all restored after."""
     modes = [(m, m.training) for m in model.modules()]

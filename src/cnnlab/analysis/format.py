@@ -123,14 +123,24 @@ def video_lines(s: Summary, v: VideoCompute) -> list[tuple[str, str]]:
     ]
 
 
-def summary_renderable(s: Summary, video: VideoCompute | None = None) -> Group:
+# Columns a narrow terminal drops first (the full set needs about 140 characters).
+_OPTIONAL = [("other ops", 140), ("MB", 140), ("start", 115), ("jump", 115)]
+
+
+def summary_renderable(s: Summary, video: VideoCompute | None = None, *, width: int | None = None) -> Group:
+    """The table and totals; at ``width`` below ~140 characters the least needed columns go."""
     title = f"{s.model_name}: input {shape_text(s.input_size)}, per image, activations in {_dtype_name(s)}"
     table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False, box=None)
     numeric = {"params", "MACs", "other ops", "activations", "MB", "RF", "jump", "start"}
-    for col in _columns():
-        table.add_column(col, justify="right" if col in numeric else "left", no_wrap=col != "type")
+    dropped = {col for col, needs in _OPTIONAL if width is not None and width < needs}
+    keep = [i for i, col in enumerate(_columns()) if col not in dropped]
+    for i in keep:
+        col = _columns()[i]
+        table.add_column(col, justify="right" if col in numeric else "left", no_wrap=col not in ("type", "layer"),
+                         overflow="fold")
     for row in s.rows:
-        table.add_row(*_row_cells(s, row))
+        cells = _row_cells(s, row)
+        table.add_row(*(cells[i] for i in keep))
     totals = Table.grid(padding=(0, 2))
     totals.add_column(style="bold")
     totals.add_column()

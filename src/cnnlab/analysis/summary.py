@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from cnnlab.analysis.counting import ModuleStats, Tracer, _inference, count_ops
+from cnnlab.analysis.counting import ModuleStats, Tracer, count_ops, inference
 from cnnlab.analysis.receptive_field import Field
 from cnnlab.models import create_model
 
@@ -148,10 +148,10 @@ class Summary:
 
         return summary_csv(self)
 
-    def __rich__(self):
+    def __rich_console__(self, console, options):
         from cnnlab.analysis.format import summary_renderable
 
-        return summary_renderable(self)
+        yield summary_renderable(self, width=options.max_width)
 
     def __str__(self) -> str:
         from cnnlab.analysis.format import render_text
@@ -265,7 +265,7 @@ def summary(
         raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
     model, name, size = _resolve(model_or_name, input_size, device)
     x = torch.empty(1, *size, device=device if device is not None and not isinstance(model_or_name, str) else _device_of(model))
-    with _input_errors(model, size), _inference(model), Tracer(model, image=size[1:]) as tracer:
+    with _input_errors(model, size), inference(model), Tracer(model, image=size[1:]) as tracer:
         tracer.start(x)
         model(x)
 

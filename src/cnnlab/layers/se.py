@@ -8,17 +8,27 @@ rescale the input. The FC layers are 1x1 convolutions, which is the same computa
 
 from __future__ import annotations
 
+from typing import Callable
+
 from torch import Tensor, nn
 
 
 class SqueezeExcite(nn.Module):
-    def __init__(self, chans: int, *, reduction: int = 16, hidden: int | None = None) -> None:
+    def __init__(
+        self,
+        chans: int,
+        *,
+        reduction: int = 16,
+        hidden: int | None = None,
+        act: Callable[[], nn.Module] = lambda: nn.ReLU(inplace=True),
+    ) -> None:
         """``hidden`` overrides ``chans // reduction`` (RegNet and EfficientNet size it from
-        the block's input width rather than its own)."""
+        the block's input width rather than its own); ``act`` is the activation between
+        the two FC layers (EfficientNet uses swish there)."""
         super().__init__()
         hidden = hidden if hidden is not None else max(1, chans // reduction)
         self.fc1 = nn.Conv2d(chans, hidden, 1)
-        self.act = nn.ReLU(inplace=True)
+        self.act = act()
         self.fc2 = nn.Conv2d(hidden, chans, 1)
         self.gate = nn.Sigmoid()
 

@@ -109,14 +109,6 @@ def conv_bn(in_chans: int, out_chans: int, kernel_size: int, *, stride: int = 1,
     return nn.Sequential(*layers)
 
 
-class SqueezeExciteSiLU(SqueezeExcite):
-    """SE with swish between the two FC layers, as in the paper's reference code."""
-
-    def __init__(self, chans: int, *, hidden: int) -> None:
-        super().__init__(chans, hidden=hidden)
-        self.act = nn.SiLU(inplace=True)
-
-
 class MBConv(nn.Module):
     """Mobile inverted bottleneck with SE: x + drop_path(project(se(depthwise(expand(x)))))."""
 
@@ -127,7 +119,8 @@ class MBConv(nn.Module):
         if expand != 1:
             layers.append(conv_bn(in_chans, mid, 1))  # expand
         layers.append(conv_bn(mid, mid, kernel, stride=stride, groups=mid))  # depthwise
-        layers.append(SqueezeExciteSiLU(mid, hidden=max(1, int(in_chans * SE_RATIO))))
+        # SE with swish between its FC layers, as in the paper's reference code
+        layers.append(SqueezeExcite(mid, hidden=max(1, int(in_chans * SE_RATIO)), act=nn.SiLU))
         layers.append(conv_bn(mid, out_chans, 1, act=False))  # linear projection
         self.block = nn.Sequential(*layers)
         self.use_residual = stride == 1 and in_chans == out_chans

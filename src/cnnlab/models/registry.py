@@ -13,6 +13,7 @@ import difflib
 import fnmatch
 import functools
 import inspect
+import re
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
@@ -136,10 +137,15 @@ def get_model_info(name: str) -> ModelInfo:
         raise UnknownNameError(f"unknown model {name!r}{_suggest(name)}") from None
 
 
+def _natural(name: str) -> list:
+    # resnet18 < resnet34 < resnet101: numbers compare as numbers.
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell-style pattern, sorted."""
+    """Registered model names matching a shell-style pattern, in natural order."""
     _ensure_loaded()
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+    return sorted((n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern)), key=_natural)
 
 
 def create_model(

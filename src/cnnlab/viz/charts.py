@@ -31,7 +31,7 @@ def accuracy_vs_compute(points: Sequence[ChartPoint], *, title: str | None = Non
     colour = family, each bubble labelled with the model's name."""
     if not points:
         raise ValueError(f"no models to plot: none reports a top-1 accuracy on {dataset}")
-    fig, ax = plt.subplots(figsize=(13, 9), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(16, 10.5), constrained_layout=True)
     families = sorted({p.family for p in points})
     cmap = plt.get_cmap("tab20" if len(families) > 10 else "tab10")
     colour = {f: cmap(i % cmap.N) for i, f in enumerate(families)}
@@ -81,12 +81,15 @@ def _label(fig: Figure, ax, points: Sequence[ChartPoint], largest: float) -> Non
     for i in sorted(range(len(points)), key=lambda i: -points[i].params):
         p = points[i]
         r = math.sqrt(_area(p.params)) / 2 + 2  # bubble radius in points (scatter sizes are diameter^2)
-        spots = [(r, 0, "left"), (-r, 0, "right"), (0, r + 5, "center"), (0, -r - 5, "center")]
-        spots += [(sx * (r + 4 * k), sy * (r + 9 * k), "left" if sx > 0 else "right")
-                  for k in range(1, 7) for sx in (1, -1) for sy in (1, -1)]
+        near = [(r, 0, "left"), (-r, 0, "right"), (0, r + 5, "center"), (0, -r - 5, "center")]
+        near += [(sx * (r + 4 * k), sy * (r + 9 * k), "left" if sx > 0 else "right")
+                 for k in range(1, 4) for sx in (1, -1) for sy in (1, -1)]
+        far = [(sx * (r + 4 * k), sy * (r + 9 * k), "left" if sx > 0 else "right")
+               for k in range(4, 9) for sx in (1, -1) for sy in (1, -1)]
         others = [b for j, b in enumerate(bubbles) if j != i]
         chosen = None
-        for obstacles in (labels + others, labels):
+        # Close to the bubble and clear of everything; else close and clear of labels; else further out.
+        for obstacles, spots in ((labels + others, near), (labels, near), (labels, far)):
             for dx, dy, ha in spots:
                 text = ax.annotate(p.name, (p.macs / 1e9, p.top1), xytext=(dx, dy), textcoords="offset points",
                                    ha=ha, va="center", fontsize=8, zorder=3)
@@ -97,9 +100,9 @@ def _label(fig: Figure, ax, points: Sequence[ChartPoint], largest: float) -> Non
                     break
             if chosen:
                 break
-        dx, dy, ha = chosen or spots[0]
-        far = abs(dy) > r
+        dx, dy, ha = chosen or near[0]
+        leader = abs(dy) > r
         text = ax.annotate(p.name, (p.macs / 1e9, p.top1), xytext=(dx, dy), textcoords="offset points", ha=ha,
                            va="center", fontsize=8, zorder=3,
-                           arrowprops=dict(arrowstyle="-", lw=0.5, color="grey", shrinkB=r - 2) if far else None)
+                           arrowprops=dict(arrowstyle="-", lw=0.5, color="grey", shrinkB=r - 2) if leader else None)
         labels.append(text.get_window_extent(renderer).expanded(1.04, 1.15))
