@@ -446,7 +446,7 @@ def data_command(dataset, data_root, val_size, seed, folds, grid_png, no_grid, p
     test = load_dataset(dataset, "test", data_root)
     c, h, w = train.image_size
     click.echo(f"{dataset}: {spec.description}")
-    click.echo(f"  source       {train.source}  |  {test.source}")
+    click.echo(f"  source       {train.source}" + (f"  |  {test.source}" if test.source != train.source else ""))
     click.echo(f"  images       {c}x{h}x{w} (channels x height x width), uint8")
     click.echo(f"  classes      {train.num_classes}: {', '.join(train.classes[:20])}{' ...' if train.num_classes > 20 else ''}")
     click.echo(f"  mean         {', '.join(f'{m:.4f}' for m in train.mean)}  (per channel, [0, 1], training split)")
@@ -763,6 +763,8 @@ def experiment_command(name, quick, out, seeds, device, data_root, threads) -> N
     """Run the lecture experiment NAME and write OUT/NAME/{report.md,metrics.json,*.png}.
 
     Without NAME, list the experiments and their claims."""
+    import json
+
     import torch
 
     from cnnlab.experiments import EXPERIMENTS, Settings, run_experiment
@@ -776,7 +778,7 @@ def experiment_command(name, quick, out, seeds, device, data_root, threads) -> N
     if threads:
         torch.set_num_threads(threads)
     folder = run_experiment(name, Settings(quick=quick, seeds=seeds, device=device, data_root=data_root), out=out)
-    verdicts = __import__("json").loads((folder / "metrics.json").read_text())["verdicts"]
+    verdicts = json.loads((folder / "metrics.json").read_text())["verdicts"]
     for v in verdicts:
         click.echo(f"{'HELD' if v['held'] else 'DID NOT HOLD'}: {v['claim']} ({v['measured']})")
     click.echo(f"wrote {folder}/report.md")

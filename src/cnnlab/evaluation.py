@@ -102,7 +102,8 @@ def evaluate_members(
     for r in loaded[1:]:
         if r.data_info["classes"] != classes:
             raise CnnlabError(f"{r.path} was trained on other classes than {loaded[0].path}; cannot ensemble them")
-    dataset = load_dataset(data, split, data_root or loaded[0].config.data_root)
+    first = loaded[0].config  # the val/train hold-out must be the one the first run trained with
+    dataset = load_dataset(data, split, data_root or first.data_root, val_size=first.val_size, seed=first.seed)
     if list(dataset.classes) != list(classes):
         raise CnnlabError(f"{data} has classes {list(dataset.classes)[:5]}..., the run was trained on {classes[:5]}...")
     report: list[MemberResult] = []

@@ -183,3 +183,15 @@ def test_presets():
     assert torch.allclose(light.eigval, eigval)  # the dataset's own PCA, not ImageNet's
     with pytest.raises(UnknownNameError, match="unknown augmentation preset 'cifar10'"):
         get_preset("cifar10")
+
+
+def test_register_preset():
+    from cnnlab.data import augment
+
+    augment.register_preset("test-shift-3", lambda dataset: RandomShift(3))
+    try:
+        assert get_preset("test-shift-3").max_shift == 3
+        with pytest.raises(ValueError, match="registered twice"):
+            augment.register_preset("test-shift-3", lambda dataset: None)
+    finally:
+        del augment.PRESETS["test-shift-3"]

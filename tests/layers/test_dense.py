@@ -1,6 +1,7 @@
 import torch
 
 from cnnlab.layers.dense import DenseBlock, DenseLayer, Transition
+from tests.helpers import n_params
 
 
 def test_dense_layer_adds_growth_rate_maps_with_a_4k_bottleneck():
@@ -9,8 +10,7 @@ def test_dense_layer_adds_growth_rate_maps_with_a_4k_bottleneck():
     out = layer([torch.randn(2, 40, 8, 8), torch.randn(2, 24, 8, 8)])  # the list is concatenated
     assert out.shape == (2, 32, 8, 8)
     # BN(64) + 1x1 conv 64->128 + BN(128) + 3x3 conv 128->32, no conv biases
-    n_params = sum(p.numel() for p in layer.parameters())
-    assert n_params == 2 * 64 + 64 * 128 + 2 * 128 + 128 * 32 * 9
+    assert n_params(layer) == 2 * 64 + 64 * 128 + 2 * 128 + 128 * 32 * 9
 
 
 def test_dense_block_concatenates_every_layer_onto_its_input():

@@ -9,13 +9,10 @@ import torch
 
 from cnnlab.layers.conv import ConvNormAct
 from cnnlab.layers.inception import Inception, InceptionSpec
+from tests.helpers import n_params
 
 PLAIN = functools.partial(ConvNormAct, norm=False)
 ROW_3A = InceptionSpec(64, 96, 128, 16, 32, 32)  # Table 1, inception (3a)
-
-
-def n_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def test_output_concatenates_the_four_branches():

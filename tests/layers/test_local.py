@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from cnnlab.layers.local import LocallyConnected2d
+from tests.helpers import n_params
 
 
 def naive_local(layer: LocallyConnected2d, x: torch.Tensor) -> torch.Tensor:
@@ -35,9 +36,9 @@ def test_parameter_count_is_unshared():
     assert (oh, ow) == (8, 8)
     assert layer.weight.numel() == oh * ow * 8 * (3 * 3 * 3)
     assert layer.bias.numel() == 8 * oh * ow
-    assert sum(p.numel() for p in layer.parameters()) == oh * ow * 8 * 27 + 8 * oh * ow
+    assert n_params(layer) == oh * ow * 8 * 27 + 8 * oh * ow
     no_bias = LocallyConnected2d(3, 8, (10, 10), 3, bias=False)
-    assert sum(p.numel() for p in no_bias.parameters()) == oh * ow * 8 * 27
+    assert n_params(no_bias) == oh * ow * 8 * 27
     # A convolution with the same geometry shares one bank: oh*ow times fewer weights.
     conv = torch.nn.Conv2d(3, 8, 3)
     assert layer.weight.numel() == conv.weight.numel() * oh * ow

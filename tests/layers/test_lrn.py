@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from cnnlab.layers.lrn import LocalResponseNorm
+from tests.helpers import n_params
 
 
 def naive_lrn(x, n, alpha, beta, k):
@@ -38,7 +39,7 @@ def test_equals_torch_lrn_with_alpha_times_n(n):
 
 def test_no_parameters_grad_and_shapes():
     lrn = LocalResponseNorm()
-    assert sum(p.numel() for p in lrn.parameters()) == 0
+    assert n_params(lrn) == 0
     x = torch.randn(2, 6, 3, 3, requires_grad=True)
     y = lrn(x)
     assert y.shape == x.shape

@@ -16,10 +16,7 @@ from cnnlab.layers.residual import (
     projection_shortcut,
 )
 from cnnlab.layers.se import SqueezeExcite
-
-
-def n_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+from tests.helpers import n_params
 
 
 def randomise_bn(module: nn.Module) -> None:

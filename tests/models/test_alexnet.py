@@ -1,29 +1,14 @@
 import pytest
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.layers.lrn import LocalResponseNorm
 from cnnlab.models import create_model, get_model_info
-
-
-def build_meta(name, **kw):
-    with torch.device("meta"):
-        return create_model(name, **kw)
-
-
-def n_params(m):
-    return sum(p.numel() for p in m.parameters())
-
-
-def gmacs(m, size):
-    with torch.device("meta"), FlopCounterMode(display=False) as fc:
-        m(torch.empty(1, *size))
-    return fc.get_total_flops() / 2 / 1e9
+from tests.helpers import gmacs, meta_model, n_params, new_meta_model
 
 
 def test_paper_parameter_count_and_layer_weights():
-    m = build_meta("alexnet")
+    m = meta_model("alexnet")
     assert n_params(m) == 60_965_224
     convs = [x for x in m.features if isinstance(x, nn.Conv2d)]
     fcs = [x for x in m.classifier if isinstance(x, nn.Linear)]
@@ -34,7 +19,7 @@ def test_paper_parameter_count_and_layer_weights():
 
 def test_paper_neurons_per_layer():
     # Section 3.5: 290,400-186,624-64,896-64,896-43,264-4096-4096-1000 at 227x227.
-    m = build_meta("alexnet")
+    m = new_meta_model("alexnet")  # the hooks stay on it
     sizes = []
     for layer in [*m.features, *m.classifier]:
         if isinstance(layer, (nn.Conv2d, nn.Linear)):
@@ -45,16 +30,16 @@ def test_paper_neurons_per_layer():
 
 
 def test_paper_macs():
-    assert gmacs(build_meta("alexnet"), (3, 227, 227)) == pytest.approx(0.72, rel=0.03)
+    assert gmacs("alexnet", (3, 227, 227)) == pytest.approx(0.72, rel=0.03)
 
 
 def test_paper_lrn_and_pool_placement():
-    kinds = [type(x).__name__ for x in build_meta("alexnet").features]
+    kinds = [type(x).__name__ for x in meta_model("alexnet").features]
     # conv1 relu lrn pool | conv2 relu lrn pool | conv3 relu | conv4 relu | conv5 relu pool
     assert kinds == ["Conv2d", "ReLU", "LocalResponseNorm", "MaxPool2d"] * 2 + ["Conv2d", "ReLU"] * 3 + ["MaxPool2d"]
-    lrn = next(x for x in build_meta("alexnet").features if isinstance(x, LocalResponseNorm))
+    lrn = next(x for x in meta_model("alexnet").features if isinstance(x, LocalResponseNorm))
     assert (lrn.size, lrn.alpha, lrn.beta, lrn.k) == (5, 1e-4, 0.75, 2.0)
-    pools = [x for x in build_meta("alexnet").features if isinstance(x, nn.MaxPool2d)]
+    pools = [x for x in meta_model("alexnet").features if isinstance(x, nn.MaxPool2d)]
     assert all(p.kernel_size == 3 and p.stride == 2 for p in pools)  # overlapping
 
 
@@ -80,7 +65,7 @@ def test_paper_init_biases(small):
 
 
 def test_onetower_matches_torchvision_state_dict():
-    m = build_meta("alexnet_onetower")
+    m = meta_model("alexnet_onetower")
     sd = m.state_dict()
     assert n_params(m) == 61_100_840
     assert len(sd) == 16
@@ -101,8 +86,8 @@ def test_onetower_matches_torchvision_state_dict():
 
 
 def test_dropout_placement_and_train_eval(small):
-    paper = [type(x).__name__ for x in build_meta("alexnet").classifier]
-    tv = [type(x).__name__ for x in build_meta("alexnet_onetower").classifier]
+    paper = [type(x).__name__ for x in meta_model("alexnet").classifier]
+    tv = [type(x).__name__ for x in meta_model("alexnet_onetower").classifier]
     assert paper == ["Linear", "ReLU", "Dropout", "Linear", "ReLU", "Dropout", "Linear"]
     assert tv == ["Dropout", "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Linear"]
     head = small["alexnet"].classifier  # the only place the model differs between train and eval

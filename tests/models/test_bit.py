@@ -6,20 +6,10 @@ import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.models import create_model, get_model_info
 from cnnlab.models.bit import StdConv2d
-
-
-def meta_model(name: str, **options):
-    with torch.device("meta"):
-        return create_model(name, **options)
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
+from tests.helpers import gmacs, meta_model, n_params
 
 # Exact counts at 1000 classes with the head as a 1x1 conv with bias.
 PARAMS = {"bit_r50x1": 25_549_352, "bit_r101x3": 387_934_888, "bit_r152x4": 936_533_224}
@@ -33,13 +23,7 @@ def test_parameter_count_is_exact(name):
 def test_r50x1_costs_what_resnet50_costs():
     # Same convolutions as ResNet-50 (GN and standardisation add no multiply-adds): 4.09 GMACs
     # at 224, torchvision's figure for resnet50.
-    def gmacs(name):
-        model = meta_model(name).eval()
-        with FlopCounterMode(display=False) as counter:
-            model(torch.empty(1, 3, 224, 224, device="meta"))
-        return counter.get_total_flops() / 2 / 1e9
-
-    assert gmacs("bit_r50x1") == pytest.approx(4.09, rel=0.03)
+    assert gmacs("bit_r50x1", 224) == pytest.approx(4.09, rel=0.03)
 
 
 def test_structure_is_r152x4():

@@ -2,40 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.models import create_model, get_model_info
 from cnnlab.models.convnext import LayerNorm2d
-
-
-def meta_model(name: str, **options):
-    if not options:
-        return _meta_default(name)
-    with torch.device("meta"):
-        return create_model(name, **options)
-
-
-@functools.cache
-def _meta_default(name: str):
-    with torch.device("meta"):
-        return create_model(name).eval()
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def gmacs(model: nn.Module, size: tuple[int, int, int]) -> float:
-    model.eval()
-    with FlopCounterMode(display=False) as counter:
-        model(torch.empty(1, *size, device="meta"))
-    return counter.get_total_flops() / 2 / 1e9
-
+from tests.helpers import gmacs, meta_model, n_params
 
 PARAMS = {"convnext_t": 28_589_128, "convnext_s": 50_223_688, "convnext_b": 88_591_464}
 GMACS = {"convnext_t": 4.46, "convnext_s": 8.7, "convnext_b": 15.4}  # Table 1 "FLOPs" at 224
@@ -48,7 +20,7 @@ def test_parameter_count_is_exact(name):
 
 @pytest.mark.parametrize("name", sorted(GMACS))
 def test_macs_match_the_paper(name):
-    assert gmacs(meta_model(name), get_model_info(name).input_size) == pytest.approx(GMACS[name], rel=0.03)
+    assert gmacs(name, get_model_info(name).input_size) == pytest.approx(GMACS[name], rel=0.03)
 
 
 def test_stage_layout_is_section_3():

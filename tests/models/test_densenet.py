@@ -1,11 +1,9 @@
-import functools
-
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.layers.dense import DenseLayer
 from cnnlab.models.registry import create_model, get_model_info
+from tests.helpers import gmacs, meta_model, n_params
 
 # DenseNet-BC parameter counts (torchvision's densenet121/169/201/161 have the same).
 PARAMS = {"densenet121": 7_978_856, "densenet169": 14_149_480, "densenet201": 20_013_928, "densenet161": 28_681_000}
@@ -14,27 +12,14 @@ GMACS = {"densenet121": 2.83, "densenet169": 3.36, "densenet201": 4.29, "densene
 DENSE_LAYERS = {"densenet121": 58, "densenet169": 82, "densenet201": 98, "densenet161": 78}
 
 
-@functools.cache
-def meta_model(name: str):
-    with torch.device("meta"):
-        return create_model(name)
-
-
-@functools.cache
-def meta_macs(name: str) -> float:
-    with FlopCounterMode(display=False) as fc:
-        meta_model(name)(torch.empty(1, 3, 224, 224, device="meta"))
-    return fc.get_total_flops() / 2
-
-
 @pytest.mark.parametrize("name", sorted(PARAMS))
 def test_parameter_counts(name):
-    assert sum(p.numel() for p in meta_model(name).parameters()) == PARAMS[name]
+    assert n_params(meta_model(name)) == PARAMS[name]
 
 
 @pytest.mark.parametrize("name", sorted(GMACS))
 def test_macs_at_224(name):
-    assert meta_macs(name) / 1e9 == pytest.approx(GMACS[name], rel=0.03)
+    assert gmacs(name, 224) == pytest.approx(GMACS[name], rel=0.03)
 
 
 @pytest.mark.parametrize("name", sorted(DENSE_LAYERS))
@@ -85,8 +70,7 @@ def test_feature_map_shapes_at_224_and_at_the_smallest_input():
 
 
 def test_options_num_classes_in_chans_memory_efficient():
-    with torch.device("meta"):
-        m = create_model("densenet121", num_classes=10, in_chans=1, memory_efficient=True)
+    m = meta_model("densenet121", num_classes=10, in_chans=1, memory_efficient=True)
     assert m.classifier.out_features == 10
     assert m.features.conv0.in_channels == 1
     assert all(layer.memory_efficient for layer in m.modules() if isinstance(layer, DenseLayer))

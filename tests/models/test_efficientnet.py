@@ -2,41 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.models import create_model, get_model_info
 from cnnlab.models.efficientnet import B0_STAGES, SCALING, round_channels, scale_depth
-
-
-def meta_model(name: str, **options):
-    if not options:
-        return _meta_default(name)
-    with torch.device("meta"):
-        return create_model(name, **options)
-
-
-@functools.cache
-def _meta_default(name: str):
-    # Shared by the count, MACs and key-name tests: building the big ones takes seconds.
-    with torch.device("meta"):
-        return create_model(name).eval()
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def gmacs(model: nn.Module, size: tuple[int, int, int]) -> float:
-    model.eval()
-    with FlopCounterMode(display=False) as counter:
-        model(torch.empty(1, *size, device="meta"))
-    return counter.get_total_flops() / 2 / 1e9
-
+from tests.helpers import gmacs, meta_model, n_params
 
 # Exact counts at 1000 classes (torchvision's efficientnet_b0, b3..b7 have the same).
 PARAMS = {
@@ -68,7 +40,7 @@ def test_parameter_count_is_exact(name):
 def test_macs_at_the_model_resolution(name):
     info = get_model_info(name)
     assert info.input_size == (3, RESOLUTION[name[-2:]], RESOLUTION[name[-2:]])
-    assert gmacs(meta_model(name), info.input_size) == pytest.approx(GMACS[name], rel=0.03)
+    assert gmacs(name, info.input_size) == pytest.approx(GMACS[name], rel=0.03)
 
 
 def test_channel_rounding_is_to_multiples_of_8_never_10_percent_down():

@@ -10,26 +10,15 @@ from torch.utils.flop_counter import FlopCounterMode
 from cnnlab.layers.lrn import LocalResponseNorm
 from cnnlab.models import create_model
 from cnnlab.models.googlenet import GOOGLENET_TABLE1, GoogLeNetOutputs
-
-
-def build_meta(**options) -> nn.Module:
-    with torch.device("meta"):
-        return create_model("googlenet", **options)
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+from tests.helpers import gmacs, macs, meta_model, n_params
 
 
 def macs_by_module(model: nn.Module, size: int = 224) -> dict[str, float]:
-    """Multiply-adds per top-level child (and "total"), in the eval-mode forward."""
-    model.eval()
+    """Multiply-adds per top-level child, in the eval-mode forward (profile gives only the total)."""
     with torch.device("meta"), FlopCounterMode(display=False) as counter:
-        model(torch.empty(1, 3, size, size))
+        model.eval()(torch.empty(1, 3, size, size))
     counts = counter.get_flop_counts()
-    out = {name.split(".", 1)[1]: sum(c.values()) / 2 for name, c in counts.items() if name.count(".") == 1}
-    out["total"] = counter.get_total_flops() / 2
-    return out
+    return {name.split(".", 1)[1]: sum(c.values()) / 2 for name, c in counts.items() if name.count(".") == 1}
 
 
 # --- the paper's Table 1 ---------------------------------------------------------------
@@ -38,15 +27,15 @@ def macs_by_module(model: nn.Module, size: int = 224) -> dict[str, float]:
 def test_paper_parameter_counts():
     # Our count, with every conv's bias: 6,998,552 in the main network; the two auxiliary
     # classifiers add 2 x (128 x (C + 1) + 2048 x 1024 + 1024 + 1024 x 1000 + 1000).
-    main = build_meta(aux_logits=False)
+    main = meta_model("googlenet", aux_logits=False)
     assert n_params(main) == 6_998_552
     aux = 128 * (512 + 1) + 128 * (528 + 1) + 2 * (2048 * 1024 + 1024 + 1024 * 1000 + 1000)
-    assert n_params(build_meta()) == 6_998_552 + aux
+    assert n_params(meta_model("googlenet")) == 6_998_552 + aux
 
 
 def test_paper_weights_match_table_1_total():
     # Table 1's params column sums to 6797.7K (about 6.8M, weights only, K = 1024).
-    model = build_meta(aux_logits=False)
+    model = meta_model("googlenet", aux_logits=False)
     weights = sum(p.numel() for name, p in model.named_parameters() if name.endswith("weight"))
     assert weights / 1024 == pytest.approx(6797.7, rel=0.01)
 
@@ -56,12 +45,12 @@ TABLE1_OPS = {"3a": 128, "3b": 304, "4a": 73, "4b": 88, "4c": 100, "4d": 119, "4
 
 
 def test_paper_macs_match_table_1_rows():
-    macs = macs_by_module(build_meta(aux_logits=False))
+    rows = macs_by_module(meta_model("googlenet", aux_logits=False))
     for row, ops in TABLE1_OPS.items():
         # 5a is 51.1M by its own widths; the table says 54M.
-        assert macs[f"inception{row}"] / 1e6 == pytest.approx(ops, rel=0.06), row
-    assert (macs["conv2"] + macs["conv3"]) / 1e6 == pytest.approx(360, rel=0.01)
-    assert macs["fc"] / 1e6 == pytest.approx(1, rel=0.03)
+        assert rows[f"inception{row}"] / 1e6 == pytest.approx(ops, rel=0.06), row
+    assert (rows["conv2"] + rows["conv3"]) / 1e6 == pytest.approx(360, rel=0.01)
+    assert rows["fc"] / 1e6 == pytest.approx(1, rel=0.03)
 
 
 def test_paper_total_macs():
@@ -69,14 +58,14 @@ def test_paper_total_macs():
     # 1502M, but its first row (34M) undercounts a 7x7 conv on 3 channels: 112*112*64*147 =
     # 118M. With that row corrected the table sums to 1586M, which we match. Against the
     # rounded 1.5G the paper variant is 5.5% over (aux heads excluded: eval mode).
-    macs = macs_by_module(build_meta())
-    assert macs["conv1"] == 112 * 112 * 64 * 7 * 7 * 3
-    assert macs["total"] / 1e6 == pytest.approx(1502 - 34 + 118, rel=0.005)
-    assert macs["total"] / 1e9 == pytest.approx(1.5, rel=0.06)
+    model = meta_model("googlenet")
+    assert macs_by_module(model)["conv1"] == 112 * 112 * 64 * 7 * 7 * 3
+    assert macs(model, 224) / 1e6 == pytest.approx(1502 - 34 + 118, rel=0.005)
+    assert gmacs(model, 224) == pytest.approx(1.5, rel=0.06)
 
 
 def test_paper_variant_layers():
-    model = build_meta()
+    model = meta_model("googlenet")
     assert model.inception3a.branch3[1].conv.kernel_size == (5, 5)
     assert isinstance(model.lrn1, LocalResponseNorm) and isinstance(model.lrn2, LocalResponseNorm)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
@@ -89,16 +78,16 @@ def test_paper_variant_layers():
 
 
 def test_torchvision_variant_sizes():
-    assert n_params(build_meta(variant="torchvision", aux_logits=False)) == 6_624_904
-    assert n_params(build_meta(variant="torchvision")) == 13_004_888
+    assert n_params(meta_model("googlenet", variant="torchvision", aux_logits=False)) == 6_624_904
+    assert n_params(meta_model("googlenet", variant="torchvision")) == 13_004_888
     # torchvision: 1.50 GFLOPS (multiply-adds) for googlenet.
-    assert macs_by_module(build_meta(variant="torchvision"))["total"] / 1e9 == pytest.approx(1.50, rel=0.03)
+    assert gmacs(meta_model("googlenet", variant="torchvision"), 224) == pytest.approx(1.50, rel=0.03)
 
 
 def test_torchvision_state_dict_keys():
-    sd = build_meta(variant="torchvision").state_dict()
+    sd = meta_model("googlenet", variant="torchvision").state_dict()
     assert len(sd) == 364  # 344 without the aux heads
-    assert len(build_meta(variant="torchvision", aux_logits=False).state_dict()) == 344
+    assert len(meta_model("googlenet", variant="torchvision", aux_logits=False).state_dict()) == 344
     shapes = {
         "conv1.conv.weight": (64, 3, 7, 7),
         "conv1.bn.running_mean": (64,),
@@ -116,7 +105,7 @@ def test_torchvision_state_dict_keys():
     for key, shape in shapes.items():
         assert tuple(sd[key].shape) == shape, key
     assert sd["inception4e.branch3.0.bn.num_batches_tracked"].shape == ()
-    model = build_meta(variant="torchvision")
+    model = meta_model("googlenet", variant="torchvision")
     assert model.conv1.bn.eps == 1e-3 and model.maxpool4.kernel_size == 2
     with torch.device("meta"):
         out = model.train()(torch.empty(2, 3, 224, 224))
@@ -167,7 +156,7 @@ def test_aux_logits_false_returns_logits_in_training():
 
 
 def test_se_option_adds_one_squeeze_excite_per_module():
-    plain, se = build_meta(aux_logits=False), build_meta(aux_logits=False, se=True)
+    plain, se = meta_model("googlenet", aux_logits=False), meta_model("googlenet", aux_logits=False, se=True)
     extra = 0
     for spec in GOOGLENET_TABLE1.values():
         c, h = spec.out_chans, spec.out_chans // 16

@@ -2,10 +2,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.models import create_model
 from cnnlab.models.lenet import C3_TABLE, PartialConv2d, ScaledTanh, rbf_codes
+from tests.helpers import macs, n_params
 
 
 def n_trainable(m):
@@ -32,8 +32,8 @@ def test_plain_options(activation, pool):
 def test_paper_exactly_60000_trainable_and_840_fixed():
     m = create_model("lenet5", paper=True)
     assert n_trainable(m) == 60_000
-    per_layer = {name: sum(p.numel() for p in mod.parameters()) for name, mod in m.features.named_children()}
-    per_layer.update({name: sum(p.numel() for p in mod.parameters()) for name, mod in m.classifier.named_children()})
+    per_layer = {name: n_params(mod) for name, mod in m.features.named_children()}
+    per_layer.update({name: n_params(mod) for name, mod in m.classifier.named_children()})
     # Section II.B: C1 156, S2 12, C3 1,516, S4 32, C5 48,120, F6 10,164.
     assert {k: v for k, v in per_layer.items() if v} == {
         "c1": 156, "s2": 12, "c3": 1516, "s4": 32, "c5": 48_120, "f6": 10_164,
@@ -71,9 +71,7 @@ def test_partial_conv_equals_masked_dense_conv():
 def test_paper_macs_are_the_connections():
     # Weight connections of C1, C3, C5, F6 (the paper's counts minus the bias links) + RBF.
     m = create_model("lenet5", paper=True)
-    with FlopCounterMode(display=False) as fc:
-        m(torch.randn(1, 1, 32, 32))
-    assert fc.get_total_flops() // 2 == 117_600 + 150_000 + 48_000 + 10_080 + 840
+    assert macs(m, (1, 32, 32)) == 117_600 + 150_000 + 48_000 + 10_080 + 840
 
 
 def test_scaled_tanh():

@@ -1,19 +1,10 @@
 import pytest
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.models import create_model
 from cnnlab.models.prelu_net import PReLUNet, PReLUNetConfig, SpatialPyramidPool, Stage
-
-
-def build_meta(name, **kw):
-    with torch.device("meta"):
-        return create_model(name, **kw)
-
-
-def n_params(m):
-    return sum(p.numel() for p in m.parameters())
+from tests.helpers import gmacs, meta_model, n_params, new_meta_model
 
 
 def conv_params(c_in, c_out, k):
@@ -21,7 +12,7 @@ def conv_params(c_in, c_out, k):
 
 
 def test_model_a_structure_and_count():
-    m = build_meta("prelu_net_a")
+    m = meta_model("prelu_net_a")
     weight_layers = [x for x in m.modules() if isinstance(x, (nn.Conv2d, nn.Linear))]
     assert len(weight_layers) == 19  # Table 3: depth 19
     convs = [x for x in weight_layers if isinstance(x, nn.Conv2d)]
@@ -39,7 +30,7 @@ def test_model_a_structure_and_count():
 
 
 def test_map_sizes_at_224():
-    m = build_meta("prelu_net_a")
+    m = new_meta_model("prelu_net_a")  # the hooks stay on it
     sizes = {}
     for name, layer in m.features.named_children():
         layer.register_forward_hook(lambda mod, i, o, name=name: sizes.__setitem__(name, tuple(o.shape[1:])))
@@ -52,9 +43,7 @@ def test_map_sizes_at_224():
 
 @pytest.mark.parametrize("name,paper_gmacs", [("prelu_net_a", 19.0), ("prelu_net_b", 23.2), ("prelu_net_c", 53.0)])
 def test_complexity_table3(name, paper_gmacs):
-    with torch.device("meta"), FlopCounterMode(display=False) as fc:
-        build_meta(name)(torch.empty(1, 3, 224, 224))
-    assert fc.get_total_flops() / 2 / 1e9 == pytest.approx(paper_gmacs, rel=0.03)
+    assert gmacs(name, 224) == pytest.approx(paper_gmacs, rel=0.03)
 
 
 def test_spp_fixed_length_for_any_size():
@@ -95,7 +84,7 @@ def test_small_forward_backward_and_dropout():
 
 
 def test_builder_options():
-    m = build_meta("prelu_net_a", num_classes=10, in_chans=1)
+    m = meta_model("prelu_net_a", num_classes=10, in_chans=1)
     assert m.classifier.fc3.out_features == 10 and m.features.conv1.in_channels == 1
 
 

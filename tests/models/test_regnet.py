@@ -2,40 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.models import create_model, get_model_info
 from cnnlab.models.regnet import REGNETY, RegNetParams, regnet_stages
-
-
-def meta_model(name: str, **options):
-    if not options:
-        return _meta_default(name)
-    with torch.device("meta"):
-        return create_model(name, **options)
-
-
-@functools.cache
-def _meta_default(name: str):
-    # Shared by the count, MACs and key-name tests: building the big ones takes seconds.
-    with torch.device("meta"):
-        return create_model(name).eval()
-
-
-def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def gmacs(model: torch.nn.Module, size: tuple[int, int, int]) -> float:
-    model.eval()
-    with FlopCounterMode(display=False) as counter:
-        model(torch.empty(1, *size, device="meta"))
-    return counter.get_total_flops() / 2 / 1e9
-
+from tests.helpers import gmacs, meta_model, n_params
 
 # Exact counts of the pycls RegNetY-4.0GF / 8.0GF / 16GF at 1000 classes.
 PARAMS = {"regnety_4gf": 20_646_656, "regnety_8gf": 39_180_068, "regnety_16gf": 83_590_140}
@@ -50,8 +22,7 @@ def test_parameter_count_is_exact(name):
 
 @pytest.mark.parametrize("name", sorted(PAPER_GMACS))
 def test_macs_match_the_paper(name):
-    model = meta_model(name)
-    assert gmacs(model, get_model_info(name).input_size) == pytest.approx(PAPER_GMACS[name], rel=0.03)
+    assert gmacs(name, get_model_info(name).input_size) == pytest.approx(PAPER_GMACS[name], rel=0.03)
 
 
 # The per-stage depths and widths the pycls model zoo lists for these models: the generator

@@ -4,27 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.errors import UnknownNameError
 from cnnlab.layers.residual import BasicBlock, Bottleneck
 from cnnlab.models import create_model, get_model_info
-
-
-def build_meta(name: str, **options) -> nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **options)
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def gmacs(model: nn.Module, size: int = 224) -> float:
-    with torch.device("meta"), FlopCounterMode(display=False) as counter:
-        model(torch.empty(1, 3, size, size))
-    return counter.get_total_flops() / 2 / 1e9
+from tests.helpers import gmacs, meta_model, n_params
 
 
 # Parameter counts of torchvision's resnet18 .. resnet152 (the published figures).
@@ -39,7 +23,7 @@ def gmacs(model: nn.Module, size: int = 224) -> float:
     ],
 )
 def test_parameter_count_is_exact(name, params):
-    assert n_params(build_meta(name)) == params
+    assert n_params(meta_model(name)) == params
 
 
 # Table 1 of the paper: "FLOPs" (multiply-adds) 1.8, 3.6, 3.8, 7.6, 11.3 billion.
@@ -48,14 +32,14 @@ def test_parameter_count_is_exact(name, params):
     [("resnet18", 1.8), ("resnet34", 3.6), ("resnet50", 3.8), ("resnet101", 7.6), ("resnet152", 11.3)],
 )
 def test_macs_match_table_1(name, paper_gmacs):
-    assert gmacs(build_meta(name)) == pytest.approx(paper_gmacs, rel=0.03)
+    assert gmacs(name, 224) == pytest.approx(paper_gmacs, rel=0.03)
 
 
 def test_stride_placement_gives_paper_and_v15_compute():
     # Paper (stride on the first 1x1): 3.86 GMACs (Hu et al. 2018, Table 2); v1.5: 4.09.
-    paper, v15 = build_meta("resnet50"), build_meta("resnet50", stride_in_3x3=True)
-    assert gmacs(paper) == pytest.approx(3.86, rel=0.01)
-    assert gmacs(v15) == pytest.approx(4.09, rel=0.01)
+    paper, v15 = meta_model("resnet50"), meta_model("resnet50", stride_in_3x3=True)
+    assert gmacs(paper, 224) == pytest.approx(3.86, rel=0.01)
+    assert gmacs(v15, 224) == pytest.approx(4.09, rel=0.01)
     assert paper.layer2[0].conv1.stride == (2, 2) and v15.layer2[0].conv2.stride == (2, 2)
     assert n_params(paper) == n_params(v15)
 
@@ -96,7 +80,7 @@ def test_stride_placement_gives_paper_and_v15_compute():
     ],
 )
 def test_state_dict_matches_torchvision(name, entries, keys):
-    state = build_meta(name).state_dict()
+    state = meta_model(name).state_dict()
     assert len(state) == entries
     for key, shape in keys.items():
         assert tuple(state[key].shape) == shape, key
@@ -104,7 +88,7 @@ def test_state_dict_matches_torchvision(name, entries, keys):
 
 def test_plain_nets_are_resnets_without_shortcuts():
     for depth in (18, 34):
-        plain, res = build_meta(f"plain{depth}"), build_meta(f"resnet{depth}")
+        plain, res = meta_model(f"plain{depth}"), meta_model(f"resnet{depth}")
         projections = sum(p.numel() for n, p in res.named_parameters() if ".downsample." in n)
         assert n_params(plain) == n_params(res) - projections
         assert not any(".downsample." in k for k in plain.state_dict())
@@ -115,15 +99,15 @@ def test_plain_nets_are_resnets_without_shortcuts():
 
 def test_shortcut_options_a_and_c():
     # Option A adds no parameters, so ResNet-34 A is exactly as big as plain-34 (Table 3).
-    assert n_params(build_meta("resnet34", shortcut_option="A")) == n_params(build_meta("plain34"))
+    assert n_params(meta_model("resnet34", shortcut_option="A")) == n_params(meta_model("plain34"))
     # Option C projects on every block: 16 projections instead of 3.
-    c = build_meta("resnet34", shortcut_option="C")
+    c = meta_model("resnet34", shortcut_option="C")
     assert sum(1 for m in c.modules() if isinstance(m, BasicBlock) and m.downsample is not None) == 16
-    assert n_params(c) > n_params(build_meta("resnet34"))
+    assert n_params(c) > n_params(meta_model("resnet34"))
 
 
 def test_num_classes_and_in_chans():
-    model = build_meta("resnet50", num_classes=10, in_chans=1)
+    model = meta_model("resnet50", num_classes=10, in_chans=1)
     assert model.fc.weight.shape == (10, 2048)
     assert model.conv1.weight.shape == (64, 1, 7, 7)
     assert model.default_input_size == (1, 224, 224)
@@ -135,7 +119,7 @@ def test_basic_block_nets_have_no_stride_option():
 
 
 def test_zero_init_residual_zeroes_each_branch_last_bn():
-    model = build_meta("resnet50", zero_init_residual=True)
+    model = meta_model("resnet50", zero_init_residual=True)
     blocks = [m for m in model.modules() if isinstance(m, Bottleneck)]
     assert len(blocks) == 16
     default = create_model("resnet18")
@@ -156,7 +140,7 @@ def test_metadata():
     assert info.reported.top1 == pytest.approx(77.15) and info.reported.top5 == pytest.approx(93.29)
     assert "10-crop" in info.reported.note
     assert get_model_info("plain34").reported.top1 < get_model_info("resnet34").reported.top1
-    model = build_meta("resnet18")
+    model = meta_model("resnet18")
     assert model.model_name == "resnet18" and "Deep Residual Learning" in model.paper
 
 

@@ -5,22 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.layers.residual import BasicBlock, BlockSpec, ZeroPadShortcut
 from cnnlab.models import create_model, get_model_info
 from cnnlab.models.resnet_cifar import CifarResNet
+from tests.helpers import macs, meta_model, n_params
 
 DEPTHS = [20, 32, 44, 56, 110]
-
-
-def build_meta(name: str, **options) -> nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **options)
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 # The paper's Table 6 says 0.27M, 0.46M, 0.66M, 0.85M, 1.7M, 19.4M.
@@ -29,14 +20,14 @@ def n_params(model: nn.Module) -> int:
     [(20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018), (110, 1_727_962), (1202, 19_421_274)],
 )
 def test_parameter_count_is_exact(depth, params):
-    assert n_params(build_meta(f"resnet{depth}")) == params
+    assert n_params(meta_model(f"resnet{depth}")) == params
     if depth != 1202:
-        assert n_params(build_meta(f"plain{depth}")) == params  # option A shortcuts are parameter-free
+        assert n_params(meta_model(f"plain{depth}")) == params  # option A shortcuts are parameter-free
 
 
 @pytest.mark.parametrize("depth", DEPTHS)
 def test_depth_is_6n_plus_2_weighted_layers(depth):
-    model = build_meta(f"resnet{depth}")
+    model = meta_model(f"resnet{depth}")
     weighted = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert len(weighted) == depth
     blocks = [m for m in model.modules() if isinstance(m, BasicBlock)]
@@ -47,7 +38,7 @@ def test_depth_is_6n_plus_2_weighted_layers(depth):
 
 @pytest.mark.parametrize("depth", DEPTHS)
 def test_plain_net_has_the_residual_nets_parameters(depth):
-    plain, res = build_meta(f"plain{depth}").state_dict(), build_meta(f"resnet{depth}").state_dict()
+    plain, res = meta_model(f"plain{depth}").state_dict(), meta_model(f"resnet{depth}").state_dict()
     assert {k: v.shape for k, v in plain.items()} == {k: v.shape for k, v in res.items()}
     assert get_model_info(f"plain{depth}").reported is None  # the paper shows curves only (Fig. 6)
 
@@ -63,12 +54,7 @@ def test_plain_net_is_the_residual_net_without_shortcuts():
 
 
 def test_residual_and_plain_cost_the_same_compute():
-    def macs(model: nn.Module) -> float:
-        with torch.device("meta"), FlopCounterMode(display=False) as counter:
-            model(torch.empty(1, 3, 32, 32))
-        return counter.get_total_flops() / 2
-
-    res, plain = macs(build_meta("resnet20")), macs(build_meta("plain20"))
+    res, plain = macs("resnet20", 32), macs("plain20", 32)
     assert res == plain
     # By hand: conv1 32*32*16*27; stage 1: 6 convs of 32*32*16*16*9; stages 2 and 3: one
     # strided conv of 1,179,648 and 5 of 2,359,296 each; fc 64*10. The commonly quoted "41M".
@@ -92,11 +78,11 @@ def test_width_option_scales_every_stage():
     assert model.conv1.weight.shape == (4, 3, 3, 3)
     assert model.layer3[0].conv1.weight.shape == (16, 8, 3, 3)
     assert model.fc.weight.shape == (10, 16)
-    assert n_params(model) < n_params(build_meta("resnet20")) / 10
+    assert n_params(model) < n_params(meta_model("resnet20")) / 10
 
 
 def test_options_and_errors():
-    model = build_meta("resnet56", num_classes=100, in_chans=1)
+    model = meta_model("resnet56", num_classes=100, in_chans=1)
     assert model.fc.weight.shape == (100, 64) and model.conv1.weight.shape == (16, 1, 3, 3)
     with pytest.raises(ValueError, match="got 0"):
         CifarResNet(0, BlockSpec("basic"))

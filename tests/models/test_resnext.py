@@ -4,26 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.models import create_model, get_model_info
 from cnnlab.models.resnext import TABLE_2, TABLE_3_TOP1_ERROR
-
-
-def build_meta(name: str, **options) -> nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **options)
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def gmacs(model: nn.Module) -> float:
-    with torch.device("meta"), FlopCounterMode(display=False) as counter:
-        model(torch.empty(1, 3, 224, 224))
-    return counter.get_total_flops() / 2 / 1e9
+from tests.helpers import gmacs, meta_model, n_params
 
 
 @pytest.mark.parametrize(
@@ -31,30 +15,30 @@ def gmacs(model: nn.Module) -> float:
     [("resnext50_32x4d", 25_028_904), ("resnext101_32x4d", 44_177_704), ("resnext101_32x8d", 88_791_336)],
 )
 def test_parameter_count_is_exact(name, params):
-    assert n_params(build_meta(name)) == params
+    assert n_params(meta_model(name)) == params
 
 
 def test_resnext50_compute():
-    macs = gmacs(build_meta("resnext50_32x4d"))
+    macs = gmacs("resnext50_32x4d", 224)
     assert macs == pytest.approx(4.2, rel=0.03)  # Xie et al. 2017, Table 1
     assert macs == pytest.approx(4.24, rel=0.01)  # Hu et al. 2018, Table 2 (ResNeXt-50)
     # With the stride on the first 1x1 instead it would be 3.77: not what the paper counts.
-    assert gmacs(build_meta("resnext50_32x4d", stride_in_3x3=False)) < 0.92 * macs
+    assert gmacs(meta_model("resnext50_32x4d", stride_in_3x3=False), 224) < 0.92 * macs
 
 
 def test_resnext101_compute():
-    assert gmacs(build_meta("resnext101_32x4d")) == pytest.approx(7.99, rel=0.01)  # Hu et al. 2018, Table 2
-    assert gmacs(build_meta("resnext101_32x8d")) == pytest.approx(16.4, rel=0.03)  # torchvision: 16.41
+    assert gmacs("resnext101_32x4d", 224) == pytest.approx(7.99, rel=0.01)  # Hu et al. 2018, Table 2
+    assert gmacs("resnext101_32x8d", 224) == pytest.approx(16.4, rel=0.03)  # torchvision: 16.41
 
 
 def test_cardinality_study_of_table_2_preserves_complexity():
     params, macs = {}, {}
     for setting, (cardinality, width) in TABLE_2.items():
-        model = build_meta("resnext50", cardinality=cardinality, width=width)
+        model = meta_model("resnext50", cardinality=cardinality, width=width)
         # the 3x3 conv of conv2 is C*d wide: 64, 80, 96, 112, 128 (Table 2)
         assert model.layer1[0].conv2.out_channels == cardinality * width
         assert model.layer1[0].conv2.groups == cardinality
-        params[setting], macs[setting] = n_params(model), gmacs(model)
+        params[setting], macs[setting] = n_params(model), gmacs(model, 224)
     # About 25 M parameters each, within 3% of each other (25.03 M .. 25.60 M).
     assert max(params.values()) / min(params.values()) < 1.03
     assert all(p == pytest.approx(25.3e6, rel=0.03) for p in params.values())
@@ -64,29 +48,29 @@ def test_cardinality_study_of_table_2_preserves_complexity():
     assert all(m == pytest.approx(mean, rel=0.03) for m in macs.values())
     assert 4.1 * 0.97 < mean < 4.2 * 1.03
     # 1x64d is ResNet-50 (in its stride-in-3x3 form).
-    assert params["1x64d"] == n_params(build_meta("resnet50"))
-    assert macs["1x64d"] == pytest.approx(gmacs(build_meta("resnet50", stride_in_3x3=True)), rel=1e-9)
+    assert params["1x64d"] == n_params(meta_model("resnet50"))
+    assert macs["1x64d"] == pytest.approx(gmacs(meta_model("resnet50", stride_in_3x3=True), 224), rel=1e-9)
     # The paper's point: accuracy improves with cardinality at constant complexity.
     errors = [TABLE_3_TOP1_ERROR[s] for s in TABLE_2]
     assert errors == sorted(errors, reverse=True)
 
 
 def test_state_dict_matches_torchvision():
-    state = build_meta("resnext50_32x4d").state_dict()
+    state = meta_model("resnext50_32x4d").state_dict()
     assert len(state) == 320  # same layout as resnet50
     assert state["layer1.0.conv1.weight"].shape == (128, 64, 1, 1)
     assert state["layer1.0.conv2.weight"].shape == (128, 4, 3, 3)  # grouped: 128 / 32 inputs per filter
     assert state["layer1.0.downsample.0.weight"].shape == (256, 64, 1, 1)
     assert state["layer4.2.conv2.weight"].shape == (1024, 32, 3, 3)
     assert state["fc.weight"].shape == (1000, 2048)
-    state = build_meta("resnext101_32x8d").state_dict()
+    state = meta_model("resnext101_32x8d").state_dict()
     assert len(state) == 626
     assert state["layer3.22.conv2.weight"].shape == (1024, 32, 3, 3)
     assert state["layer4.0.conv1.weight"].shape == (2048, 1024, 1, 1)
 
 
 def test_options_and_metadata():
-    model = build_meta("resnext50", cardinality=4, width=24, num_classes=10, in_chans=1)
+    model = meta_model("resnext50", cardinality=4, width=24, num_classes=10, in_chans=1)
     assert model.fc.out_features == 10 and model.conv1.in_channels == 1
     assert model.layer3[0].conv2.weight.shape == (384, 96, 3, 3)  # 4 x (24 * 4) at conv4
     with pytest.raises(ValueError, match="groups"):

@@ -4,27 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.layers.residual import Bottleneck
 from cnnlab.layers.se import SqueezeExcite
 from cnnlab.models import create_model, get_model_info
-
-
-def build_meta(name: str, **options) -> nn.Module:
-    with torch.device("meta"):
-        return create_model(name, **options)
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def gmacs(model: nn.Module) -> float:
-    with torch.device("meta"), FlopCounterMode(display=False) as counter:
-        model(torch.empty(1, 3, 224, 224))
-    return counter.get_total_flops() / 2 / 1e9
+from tests.helpers import gmacs, meta_model, n_params, new_meta_model
 
 
 # SE-ResNet-50: 28,088,024 (SE after the last BN, r = 16, FC biases); the rest as timm counts them.
@@ -38,7 +22,7 @@ def gmacs(model: nn.Module) -> float:
     ],
 )
 def test_parameter_count_is_exact(name, params):
-    assert n_params(build_meta(name)) == params
+    assert n_params(meta_model(name)) == params
 
 
 # Table 2 of the paper, GFLOPs (multiply-adds) of the SE networks at 224x224.
@@ -47,40 +31,40 @@ def test_parameter_count_is_exact(name, params):
     [("seresnet50", 3.87), ("seresnet101", 7.60), ("seresnet152", 11.32), ("seresnext50_32x4d", 4.25)],
 )
 def test_macs_match_table_2(name, paper_gmacs):
-    assert gmacs(build_meta(name)) == pytest.approx(paper_gmacs, rel=0.03)
+    assert gmacs(name, 224) == pytest.approx(paper_gmacs, rel=0.03)
 
 
 def test_se_adds_its_fc_layers_and_almost_no_compute():
-    se, plain = build_meta("seresnet50"), build_meta("resnet50")
+    se, plain = meta_model("seresnet50"), meta_model("resnet50")
     se_params = sum(p.numel() for m in se.modules() if isinstance(m, SqueezeExcite) for p in m.parameters())
     # per block 2 * C * C/16 weights + C/16 + C biases, for C = 256 (x3), 512 (x4), 1024 (x6), 2048 (x3)
     expected = sum(n * (2 * c * c // 16 + c // 16 + c) for c, n in [(256, 3), (512, 4), (1024, 6), (2048, 3)])
     assert se_params == expected == n_params(se) - n_params(plain)
-    assert gmacs(se) / gmacs(plain) < 1.01  # "slight additional computational cost"
+    assert gmacs(se, 224) / gmacs(plain, 224) < 1.01  # "slight additional computational cost"
 
 
 def test_every_bottleneck_has_se_before_the_addition():
-    model = build_meta("seresnet50")
+    model = new_meta_model("seresnet50")  # its weights are replaced below
     blocks = [m for m in model.modules() if isinstance(m, Bottleneck)]
     assert len(blocks) == 16 and all(isinstance(b.se, SqueezeExcite) for b in blocks)
     state = model.state_dict()
     assert state["layer1.0.se.fc1.weight"].shape == (16, 256, 1, 1)  # timm's names
     assert state["layer4.2.se.fc2.bias"].shape == (2048,)
     # SE-ResNet-50 = ResNet-50 + SE: ResNet-50 weights fill everything but the SE layers.
-    missing, unexpected = model.load_state_dict(build_meta("resnet50").state_dict(), strict=False, assign=True)
+    missing, unexpected = model.load_state_dict(meta_model("resnet50").state_dict(), strict=False, assign=True)
     assert not unexpected and missing and all(".se." in k for k in missing)
 
 
 def test_stride_placement_defaults():
-    assert build_meta("seresnet50").layer2[0].conv1.stride == (2, 2)  # as the paper's ResNets
-    assert build_meta("seresnext50_32x4d").layer2[0].conv2.stride == (2, 2)  # as ResNeXt
-    assert build_meta("seresnet50", stride_in_3x3=True).layer2[0].conv2.stride == (2, 2)
+    assert meta_model("seresnet50").layer2[0].conv1.stride == (2, 2)  # as the paper's ResNets
+    assert meta_model("seresnext50_32x4d").layer2[0].conv2.stride == (2, 2)  # as ResNeXt
+    assert meta_model("seresnet50", stride_in_3x3=True).layer2[0].conv2.stride == (2, 2)
 
 
 def test_reduction_option_and_errors():
-    model = build_meta("seresnet50", reduction=8)
+    model = meta_model("seresnet50", reduction=8)
     assert model.layer1[0].se.fc1.out_channels == 32
-    assert n_params(model) > n_params(build_meta("seresnet50"))
+    assert n_params(model) > n_params(meta_model("seresnet50"))
     with pytest.raises(ValueError, match="got 0"):
         create_model("seresnet50", reduction=0)
 

@@ -1,11 +1,9 @@
-import functools
-
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.models.registry import create_model, get_model_info
 from cnnlab.models.swin import PatchMerging
+from tests.helpers import gmacs, meta_model, n_params
 
 # torchvision's swin_t/s/b counts, and Swin-L with a 1000-class head.
 PARAMS = {"swin_t": 28_288_354, "swin_s": 49_606_258, "swin_b": 87_768_224, "swin_l": 196_532_476}
@@ -13,22 +11,14 @@ PARAMS = {"swin_t": 28_288_354, "swin_s": 49_606_258, "swin_b": 87_768_224, "swi
 GMACS = {"swin_t": 4.5, "swin_s": 8.7, "swin_b": 15.4, "swin_l": 34.5}
 
 
-@functools.cache
-def meta_model(name: str):
-    with torch.device("meta"):
-        return create_model(name)
-
-
 @pytest.mark.parametrize("name", sorted(PARAMS))
 def test_parameter_counts(name):
-    assert sum(p.numel() for p in meta_model(name).parameters()) == PARAMS[name]
+    assert n_params(meta_model(name)) == PARAMS[name]
 
 
 @pytest.mark.parametrize("name", ["swin_t", "swin_b"])
 def test_macs_at_224(name):
-    with FlopCounterMode(display=False) as fc:
-        meta_model(name)(torch.empty(1, 3, 224, 224, device="meta"))
-    assert fc.get_total_flops() / 2e9 == pytest.approx(GMACS[name], rel=0.03)
+    assert gmacs(name, 224) == pytest.approx(GMACS[name], rel=0.03)
 
 
 @pytest.mark.parametrize("name,blocks", [("swin_t", 12), ("swin_s", 24), ("swin_b", 24)])

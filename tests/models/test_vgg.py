@@ -1,21 +1,11 @@
 import pytest
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.layers.lrn import LocalResponseNorm
 from cnnlab.layers.se import SqueezeExcite
 from cnnlab.models import create_model, list_models
-
-
-def build_meta(name, **kw):
-    with torch.device("meta"):
-        return create_model(name, **kw)
-
-
-def n_params(m):
-    return sum(p.numel() for p in m.parameters())
-
+from tests.helpers import gmacs, meta_model, n_params
 
 # Table 2 of the paper (A, A-LRN, B, C, D, E); the _bn counts are torchvision's for 11/13/16/19.
 PARAMS = {
@@ -40,14 +30,11 @@ def test_all_registered():
 
 @pytest.mark.parametrize("name", sorted(PARAMS))
 def test_parameter_counts(name):
-    assert n_params(build_meta(name)) == PARAMS[name]
+    assert n_params(meta_model(name)) == PARAMS[name]
 
 
 def test_vgg16_macs():
-    m = build_meta("vgg16")
-    with torch.device("meta"), FlopCounterMode(display=False) as fc:
-        m(torch.empty(1, 3, 224, 224))
-    assert fc.get_total_flops() / 2 / 1e9 == pytest.approx(15.47, rel=0.03)
+    assert gmacs("vgg16", 224) == pytest.approx(15.47, rel=0.03)
 
 
 # (state-dict entries, a few characteristic keys with shapes) of torchvision's variants.
@@ -66,7 +53,7 @@ TORCHVISION = {
 @pytest.mark.parametrize("name", sorted(TORCHVISION))
 def test_torchvision_state_dict(name):
     entries, keys = TORCHVISION[name]
-    sd = build_meta(name).state_dict()
+    sd = meta_model(name).state_dict()
     assert len(sd) == entries
     for key, shape in keys.items():
         assert tuple(sd[key].shape) == shape, key
@@ -76,15 +63,15 @@ def test_torchvision_state_dict(name):
 
 
 def test_column_c_has_1x1_convs_and_lrn_column():
-    kernels = [m.kernel_size for m in build_meta("vgg16_c").features if isinstance(m, nn.Conv2d)]
+    kernels = [m.kernel_size for m in meta_model("vgg16_c").features if isinstance(m, nn.Conv2d)]
     assert kernels.count((1, 1)) == 3 and kernels[-1] == (1, 1) and len(kernels) == 13
-    feats = list(build_meta("vgg11_lrn").features)
+    feats = list(meta_model("vgg11_lrn").features)
     assert isinstance(feats[2], LocalResponseNorm)  # conv, relu, LRN, pool
     assert isinstance(feats[3], nn.MaxPool2d)
 
 
 def test_se_option():
-    m = build_meta("vgg16", se=True)
+    m = meta_model("vgg16", se=True)
     feats = list(m.features)
     se_at = [i for i, x in enumerate(feats) if isinstance(x, SqueezeExcite)]
     assert len(se_at) == 5 and all(isinstance(feats[i + 1], nn.MaxPool2d) for i in se_at)

@@ -1,11 +1,9 @@
-import functools
-
 import pytest
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.models.registry import create_model, get_model_info
 from cnnlab.models.vit import VIT_CONFIGS
+from tests.helpers import gmacs, macs, meta_model, n_params
 
 # torchvision's vit_b_16 / vit_l_16 counts; DeiT-B is the ViT-B/16 network.
 PARAMS = {
@@ -20,26 +18,14 @@ PARAMS = {
 GMACS = {"vit_b_16": 17.56, "vit_l_16": 61.55, "deit_small": 4.6, "deit_base": 17.56}
 
 
-@functools.cache
-def meta_model(name: str):
-    with torch.device("meta"):
-        return create_model(name)
-
-
-def macs(model, size: int) -> int:
-    with FlopCounterMode(display=False) as fc:
-        model(torch.empty(1, 3, size, size, device="meta"))
-    return fc.get_total_flops() // 2
-
-
 @pytest.mark.parametrize("name", sorted(PARAMS))
 def test_parameter_counts(name):
-    assert sum(p.numel() for p in meta_model(name).parameters()) == PARAMS[name]
+    assert n_params(meta_model(name)) == PARAMS[name]
 
 
 @pytest.mark.parametrize("name", sorted(GMACS))
 def test_macs_at_224(name):
-    assert macs(meta_model(name), 224) / 1e9 == pytest.approx(GMACS[name], rel=0.03)
+    assert gmacs(name, 224) == pytest.approx(GMACS[name], rel=0.03)
 
 
 def test_macs_formula_includes_attention_matmuls():
@@ -50,7 +36,7 @@ def test_macs_formula_includes_attention_matmuls():
     d, t = c.width, n + 1
     per_block = t * 3 * d * d + t * d * d + 2 * t * t * d + 2 * t * d * c.mlp_dim
     expected = n * d * 3 * c.patch_size**2 + c.depth * per_block + d * 1000
-    assert macs(meta_model("deit_tiny"), 224) == expected
+    assert macs("deit_tiny", 224) == expected
 
 
 @pytest.mark.parametrize("name,blocks", [("vit_b_16", 12), ("vit_l_16", 24)])
@@ -92,8 +78,7 @@ def test_layer_norm_eps_is_1e_minus_6():
 
 
 def test_image_size_sets_the_position_embedding():
-    with torch.device("meta"):
-        m = create_model("deit_tiny", image_size=64)
+    m = meta_model("deit_tiny", image_size=64)
     assert m.encoder.pos_embedding.shape == (1, 17, 192)  # 4 x 4 patches + class token
     assert m.default_input_size == (3, 64, 64)
     with pytest.raises(ValueError, match="built for 64x64.*got 32x32"):
@@ -103,8 +88,7 @@ def test_image_size_sets_the_position_embedding():
 
 
 def test_options_num_classes_in_chans():
-    with torch.device("meta"):
-        m = create_model("vit_b_16", num_classes=10, in_chans=1)
+    m = meta_model("vit_b_16", num_classes=10, in_chans=1)
     assert m.heads.head.out_features == 10
     assert m.conv_proj.in_channels == 1
     assert {"image_size", "dropout", "drop_path"} <= set(get_model_info("deit_small").options)

@@ -217,7 +217,6 @@ class ModuleStats:
     activations: int = 0  # values of fresh (not view, not in-place) tensors it produced
     calls: int = 0
     output_shape: tuple[int, ...] | None = None  # of its last call, batch included
-    output_values: int = 0  # values in its output (view or not), last call
     field: Field | None = None  # receptive field of its output, last call
     order: int = -1  # when its first call finished (a clock shared with `first_op`)
     first_op: int = -1  # when its own code first ran an op (containers: residual adds, attention)
@@ -287,7 +286,6 @@ class Tracer(TorchDispatchMode):
             if out is None:
                 return
             stats.output_shape = tuple(out.shape)
-            stats.output_values = out.numel()
             stats.field = self.fields.get(out)
             if name in self._leaves and _storage(out) not in self._inputs.pop(name, set()):
                 stats.activations += out.numel()  # a layer's fresh output (not in-place, not a view)

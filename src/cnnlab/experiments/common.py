@@ -162,12 +162,15 @@ def derived_dataset(
     name: str,
     *,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    train_size: int | None = None,
     test_size: int | None = None,
     description: str = "",
 ) -> str:
     """Register (once) a dataset ``name`` made from ``base``: every image passed through
-    ``transform`` (uint8 (N, C, H, W) -> same), and/or the test split cut to a seeded random
-    ``test_size`` images (so small experiments do not spend their time on 10,000 test images).
+    ``transform`` (uint8 (N, C, H, W) -> same), the canonical training split cut to a fixed
+    seeded random ``train_size`` images (the same images whatever the run's seed), and/or the
+    test split cut to ``test_size`` (so small experiments do not spend their time on 10,000
+    test images).
     Returns ``name``, ready for ``TrainConfig(data=...)``."""
     try:
         get_dataset_spec(name)
@@ -179,8 +182,9 @@ def derived_dataset(
     def load(root: Path, split: str, allow_download: bool) -> tuple[torch.Tensor, torch.Tensor, str]:
         canonical = load_dataset(base, "trainval" if split == "train" else "test", root, download=allow_download)
         images, labels = canonical.images, canonical.labels
-        if split == "test" and test_size is not None and test_size < len(images):
-            pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:test_size].sort().values
+        size = test_size if split == "test" else train_size
+        if size is not None and size < len(images):
+            pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:size].sort().values
             images, labels = images[pick], labels[pick]
         if transform is not None:
             images = transform(images)
@@ -219,7 +223,9 @@ def run_experiment(name: str, settings: Settings, *, out: str | os.PathLike = "r
         outcome = experiment.run(settings)
         settings.scratch = None
     seconds = time.perf_counter() - t0
-    command = command or "cnnlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if command is None:
+        env = f"CNNLAB_DATA={os.environ['CNNLAB_DATA']} " if os.environ.get("CNNLAB_DATA") and not settings.data_root else ""
+        command = env + "cnnlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     for stem, fig in outcome.figures.items():
         save_figure(fig, folder / f"{stem}.png", dpi=90)
     record = {

@@ -123,8 +123,7 @@ def plot_activations(
         cmap, vmin, vmax = "RdBu_r", -limit, limit
     else:
         cmap, vmin, vmax = "viridis", lo, hi if hi > lo else lo + 1e-6
-    cols = min(len(chosen), 8 if len(chosen) > 16 else max(4, math.ceil(math.sqrt(len(chosen)))))
-    cols = min(cols, len(chosen))
+    cols = min(math.ceil(math.sqrt(len(chosen))), 8)  # near-square grid, at most 8 wide
     rows = math.ceil(len(chosen) / cols)
     cell = 1.35
     fig = plt.figure(figsize=(3.4 + cols * cell + 1.0, max(3.6, rows * cell + 1.0)), constrained_layout=True)

@@ -35,7 +35,7 @@ def plot_confusion(
     fractions = counts / totals.clamp(min=1)
     annotate = n <= 30 if annotate is None else annotate
     side = min(max(4.5, 0.55 * n + 2.5), 24)
-    fig, ax = plt.subplots(figsize=(side + 1.2, side), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
     image = ax.imshow(fractions.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
     bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
     bar.set_label("fraction of the true class")
@@ -55,4 +55,5 @@ def plot_confusion(
                         color="white" if dark else "black", fontweight="bold" if i == j else "normal")
     accuracy = float(counts.diag().sum() / counts.sum().clamp(min=1))
     ax.set_title(f"{title + ': ' if title else ''}accuracy {accuracy:.2%} on {int(counts.sum()):,} images")
+    fig.tight_layout()  # (constrained layout clips the y label next to a fixed-aspect image)
     return fig

@@ -69,18 +69,24 @@ def plot_error_curves(
     held_out_key: str = "test_top1_err",
     held_out_name: str = "test",
     title: str | None = None,
+    ymax: float | None = None,
 ) -> Figure:
     """He et al. 2016, Figure 1/6 style: per net, training error solid and held-out error
-    dashed, one panel per group (``panels[title] = [(label, history), ...]``)."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), constrained_layout=True, squeeze=False)
+    dashed, one panel per group (``panels[title] = [(label, history), ...]``), panels sharing
+    the error axis; ``ymax`` (percent) zooms in on small errors and the gap between them."""
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.2 * len(panels), 4.0), constrained_layout=True, squeeze=False, sharey=True
+    )
     for ax, (panel_title, runs) in zip(axes[0], panels.items()):
         for i, (label, history) in enumerate(runs):
             c = COLORS[i % len(COLORS)]
-            ax.plot(*_error_series(history, "train_acc"), color=c, lw=2, label=f"{label} train")
-            ax.plot(*_error_series(history, held_out_key), color=c, lw=1.2, ls="--", label=f"{label} {held_out_name}")
+            ax.plot(*_error_series(history, "train_acc"), color=c, lw=2, label=f"{label} train".strip())
+            ax.plot(*_error_series(history, held_out_key), color=c, lw=1.2, ls="--", label=f"{label} {held_out_name}".strip())
         ax.set(title=panel_title, xlabel="epoch", ylabel="error (%)")
         ax.grid(True, alpha=0.3)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        if ymax is not None:
+            ax.set_ylim(0, ymax)
         ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
@@ -130,7 +136,7 @@ def plot_ensemble(member_errors: Sequence[float], ensemble_by_k: Sequence[float]
     ax_m.set(ylabel="test error (%)", title="members and their ensemble")
     lo = min(values)
     ax_m.set_ylim(max(0, lo - (max(values) - lo) * 1.5 - 0.2), max(values) + (max(values) - lo) * 0.4 + 0.1)
-    ax_m.legend(fontsize=8, loc="lower right")
+    ax_m.legend(fontsize=8, loc="best")
     ks = list(range(1, len(ensemble_by_k) + 1))
     ax_k.plot(ks, [100 * e for e in ensemble_by_k], "o-", color=COLORS[1], label="ensemble of the first k")
     ax_k.axhline(mean, color="gray", ls="--", lw=1, label="member mean")
@@ -155,12 +161,12 @@ def plot_receptive_field(
     sqrt_fit: tuple[float, float] | None = None,
 ) -> Figure:
     """Top: gradient maps |d y_centre / d x| for a few depths (the ERF). Bottom: measured
-    non-zero extent against 1 + L(k - 1); the centre-row profiles; the ERF's standard
+    non-zero extent against 1 + L(k - 1); the horizontal profiles; the ERF's standard
     deviation against L on log-log axes with the fitted power law ``sqrt_fit`` = (a, p),
     sigma = a L^p."""
     shown = list(maps)
     fig = plt.figure(figsize=(12, 7.2), constrained_layout=True)
-    grid = fig.add_gridspec(2, max(3, len(shown)))
+    grid = fig.add_gridspec(2, max(3, len(shown)), height_ratios=(1, 1.15))
     for i, depth in enumerate(shown):
         ax = fig.add_subplot(grid[0, i])
         m = maps[depth]
@@ -178,7 +184,7 @@ def plot_receptive_field(
         centre = len(profile) // 2
         xs = [x - centre for x in range(len(profile))]
         ax_p.plot(xs, (profile / profile.max()).numpy(), "-", color=COLORS[i % len(COLORS)], label=f"L = {depth}")
-    ax_p.set(xlabel="offset from the centre (pixels)", ylabel="gradient (normalised)", title="ERF profile (centre row)")
+    ax_p.set(xlabel="offset from the centre (pixels)", ylabel="gradient (normalised)", title="ERF profile (horizontal marginal)")
     ax_p.legend(fontsize=8)
     ax_s = fig.add_subplot(grid[1, 2])
     ax_s.loglog(depths, sigma, "o", color=COLORS[0], label="measured ERF std")
@@ -186,7 +192,12 @@ def plot_receptive_field(
     if sqrt_fit is not None:
         a, p = sqrt_fit
         ax_s.loglog(depths, [a * d**p for d in depths], "--", color=COLORS[1], label=f"fit {a:.2f} L^{p:.2f}")
-    ax_s.set(xlabel="3x3 conv layers (L)", ylabel="pixels", title="ERF grows like sqrt(L)")
+    ax_s.set(xlabel="3x3 conv layers (L)", ylabel="pixels", title="ERF std vs theoretical half-width")
+    for axis in (ax_s.xaxis, ax_s.yaxis):
+        axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax_s.set_xticks([d for d in (1, 2, 4, 8, 16, 32) if d <= max(depths)])
+    ax_s.set_yticks([v for v in (0.5, 1, 2, 4, 8, 16, 32) if v <= max(theory)])
     ax_s.legend(fontsize=8)
     for ax in (ax_e, ax_p, ax_s):
         ax.grid(True, alpha=0.3)

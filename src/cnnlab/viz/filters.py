@@ -38,7 +38,8 @@ def plot_filters(weight: torch.Tensor, *, layer: str = "first conv", title: str 
     cols = min(n, 12 if n > 48 else 8 if n > 16 else max(3, math.ceil(math.sqrt(n))))
     rows = math.ceil(n / cols)
     cell = 1.25
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * cell + 0.4, rows * (cell + 0.25) + 1.0), squeeze=False,
+    # at least 6.5 inches wide so that the two-line heading fits above a handful of kernels
+    fig, axes = plt.subplots(rows, cols, figsize=(max(6.5, cols * cell + 0.4), rows * (cell + 0.25) + 1.1), squeeze=False,
                              constrained_layout=True)
     for ax in axes.flat:
         ax.axis("off")
@@ -53,6 +54,7 @@ def plot_filters(weight: torch.Tensor, *, layer: str = "first conv", title: str 
                 color="0.3")
     what = "RGB" if colour else "grayscale" if in_ch == 1 else f"mean over {in_ch} input channels"
     shown_text = f"{n} of {out_ch}" if n < out_ch else f"{out_ch}"
-    heading = f"{layer}: {shown_text} kernels of {kh}x{kw}x{in_ch} ({what}; each scaled to its own min..max, range below)"
+    heading = (f"{layer}: {shown_text} kernels of {kh}x{kw}x{in_ch} ({what})\n"
+               "each scaled to its own min..max; weight range below it")
     fig.suptitle(f"{title}\n{heading}" if title else heading, fontsize=11)
     return fig

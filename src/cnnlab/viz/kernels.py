@@ -55,7 +55,7 @@ def parse_kernel(text: str) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.float32)
 
 
-def load_gray(path: str | Path, *, max_side: int = 512) -> torch.Tensor:
+def load_gray(path: str | Path, *, max_side: int = 256) -> torch.Tensor:
     """An image file as a (H, W) float tensor in [0, 1] (luminance), shrunk so that its longer
     side is at most ``max_side`` pixels (kernels are a few pixels wide: a huge photo would
     show no visible effect)."""
@@ -97,10 +97,10 @@ def plot_kernels(
     n = len(kernels) + 1
     h, w = image.shape
     aspect = h / w
-    fig, axes = plt.subplots(2, n, figsize=(3.9 * n, 3.6 * aspect + 3.4), squeeze=False, constrained_layout=True,
-                             gridspec_kw={"height_ratios": [3 * aspect, 2]})
+    fig, axes = plt.subplots(2, n, figsize=(3.9 * n, 3.6 * aspect + 2.6), squeeze=False, constrained_layout=True,
+                             gridspec_kw={"height_ratios": [3 * aspect, 1.5]})
     shown = axes[0, 0].imshow(image.numpy(), cmap="gray", vmin=0, vmax=1)
-    axes[0, 0].set_title(f"input ({h}x{w}, grayscale)")
+    axes[0, 0].set_title(f"input ({h}x{w} pixels, grayscale)")
     fig.colorbar(shown, ax=axes[0, 0], shrink=0.8, label="intensity")
     axes[1, 0].axis("off")
     axes[1, 0].text(0.5, 0.5, "kernels below their outputs\n(cross-correlation,\nzero padding, stride 1)",
@@ -109,12 +109,15 @@ def plot_kernels(
         out = apply_kernel(image, kernel).numpy()
         signed = out.min() < -1e-6  # an edge detector's output has both signs: centre it on 0
         if signed:
-            limit = float(np.abs(out).max()) or 1.0
+            # Colours clipped at the 99th percentile of |response|: edges are thin, and a few
+            # extreme pixels would otherwise wash every other edge out to white.
+            limit = float(np.percentile(np.abs(out), 99)) or float(np.abs(out).max()) or 1.0
             shown = axes[0, col].imshow(out, cmap="RdBu_r", vmin=-limit, vmax=limit)
         else:
             shown = axes[0, col].imshow(out, cmap="gray")
         axes[0, col].set_title(f"{name}\noutput, range [{out.min():.2f}, {out.max():.2f}]", fontsize=10)
-        fig.colorbar(shown, ax=axes[0, col], shrink=0.8, label="response")
+        extend = "both" if signed and limit < np.abs(out).max() else "neither"
+        fig.colorbar(shown, ax=axes[0, col], shrink=0.8, label="response", extend=extend)
         _draw_kernel(axes[1, col], kernel, f"kernel: {_kernel_label(kernel)}")
     for ax in axes[0]:
         ax.set_xticks([])

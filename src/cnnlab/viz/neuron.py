@@ -120,7 +120,8 @@ def plot_decision_regions(
     g1, g2 = torch.meshgrid(torch.linspace(lo[0], hi[0], resolution), torch.linspace(lo[1], hi[1], resolution), indexing="xy")
     grid = torch.stack([g1.reshape(-1), g2.reshape(-1)], 1)
     n = len(classifiers)
-    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 4.9), squeeze=False, constrained_layout=True)
+    aspect = float((hi[1] - lo[1]) / (hi[0] - lo[0]))  # panels keep the data's aspect: size the figure to it
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 4.6 * aspect + 1.2), squeeze=False, constrained_layout=True)
     for ax, (name, model) in zip(axes[0], classifiers):
         model.eval()
         p1 = F.softmax(model(grid), 1)[:, 1].reshape(resolution, resolution).numpy()

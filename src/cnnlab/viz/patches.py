@@ -59,7 +59,10 @@ def layer_field(model: nn.Module, layer: str, input_size: Sequence[int]) -> Fiel
         match = [r for r in rows if r.name == layer]
     if not match or match[0].field is None:
         raise ValueError(f"no receptive field known for layer {layer!r} (the analysis tracked no spatial output there)")
-    field = match[0].field
+    field, shape = match[0].field, match[0].output_shape
+    if shape is not None and len(shape) != 3:
+        raise ValueError(f"layer {layer!r} outputs shape {tuple(shape)}, not (channels, H, W) maps; "
+                         "choose a convolution or pooling layer for patches")
     if field.is_global or len(field.size) != 2:
         raise ValueError(f"layer {layer!r} sees the whole image (a global or fully connected layer); "
                          "choose a convolution or pooling layer for patches")
@@ -129,37 +132,49 @@ def top_patches(
 
 def plot_top_patches(
     patches: dict[int, list[TopPatch]], field: Field, *, layer: str, classes: Sequence[str] | None = None,
-    title: str | None = None,
+    title: str | None = None, columns: int = 4,
 ) -> Figure:
-    """One 3x3 block per channel: its nine best patches (best at top left), each labelled with
-    the image's class and the activation; the block titled with the channel."""
+    """One 3x3 block per channel (``columns`` blocks per row): its nine best patches, best at
+    top left, each labelled "class: activation"; the block titled with the channel.
+
+    Laid out by hand in inches (patch, gaps, labels), so the blocks stay compact for any
+    number of channels."""
     n = len(patches)
     if n == 0:
         raise ValueError("no channels to draw")
     per = max(len(p) for p in patches.values())
     side = math.ceil(math.sqrt(per))
-    cols = min(n, 4)
+    cols = min(n, columns)
     rows = math.ceil(n / cols)
-    cell = 0.95
-    fig = plt.figure(figsize=(cols * side * cell + 0.6, rows * (side * cell + 0.75) + 0.9), constrained_layout=True)
-    subfigs = fig.subfigures(rows, cols, squeeze=False, wspace=0.04, hspace=0.04)
-    for sub in subfigs.flat[n:]:
-        sub.set_visible(False)
-    for sub, (ch, items) in zip(subfigs.flat, patches.items()):
-        axes = sub.subplots(side, side, squeeze=False, gridspec_kw={"wspace": 0.06, "hspace": 0.3})
-        for ax in axes.flat:
-            ax.axis("off")
-        for ax, p in zip(axes.flat, items):
+    # sizes in inches: a patch, the gap between patches, a patch's label, a block's title and margin
+    cell, gap, label, head, margin = 0.9, 0.08, 0.17, 0.3, 0.12
+    block_w = side * cell + (side - 1) * gap + 2 * margin
+    block_h = side * (cell + label) + (side - 1) * gap + head + margin
+    top = 0.75 if title else 0.5  # the figure's heading
+    width, height = cols * block_w + (cols + 1) * margin, rows * block_h + (rows + 1) * margin + top
+    fig = plt.figure(figsize=(max(width, 7.5), height))
+    x_offset = (max(width, 7.5) - width) / 2
+    fw, fh = max(width, 7.5), height
+    for b, (ch, items) in enumerate(patches.items()):
+        r, c = divmod(b, cols)
+        bx = x_offset + margin + c * (block_w + margin)  # block's left edge, inches
+        by = height - top - margin - r * (block_h + margin)  # block's top edge, inches
+        fig.patches.append(plt.Rectangle((bx / fw, (by - block_h) / fh), block_w / fw, block_h / fh,
+                                         transform=fig.transFigure, facecolor="0.94", edgecolor="0.8", zorder=-1))
+        fig.text((bx + block_w / 2) / fw, (by - 0.06) / fh, f"channel {ch}", ha="center", va="top",
+                 fontsize=10, fontweight="bold")
+        for i, p in enumerate(items):
+            pr, pc = divmod(i, side)
+            x0 = bx + margin + pc * (cell + gap)
+            y0 = by - head - label - pr * (cell + label + gap) - cell
+            ax = fig.add_axes((x0 / fw, y0 / fh, cell / fw, cell / fh))
             show_image(ax, p.patch)
-            ax.axis("on")
             for spine in ax.spines.values():
                 spine.set_color("0.6")
             name = classes[p.label] if classes else str(p.label)
-            ax.set_title(f"{name} {p.activation:.2f}", fontsize=7, pad=1.5)
-        sub.suptitle(f"channel {ch}", fontsize=10, fontweight="bold")
-        sub.set_facecolor("0.96")
+            ax.set_title(f"{name}: {p.activation:.2f}", fontsize=7, pad=1.5)
     size = "x".join(f"{s:g}" for s in field.size)
-    heading = (f"{layer}: top-{per} dataset patches per channel, cropped to the {size} receptive field "
-               f"(jump {field.describe('jump')}); label: class, activation")
-    fig.suptitle(f"{title}\n{heading}" if title else heading, fontsize=11)
+    heading = (f"{layer}: top-{per} dataset patches per channel, cropped to the unit's {size} receptive field "
+               f"(jump {field.describe('jump')})\nlabel = image class: activation; gray = outside the image")
+    fig.suptitle(f"{title}\n{heading}" if title else heading, fontsize=10, y=1 - 0.08 / fh, va="top")
     return fig

@@ -1,0 +1,114 @@
+"""Degradation: a deeper plain network trains worse than a shallower one; a residual one does not.
+
+He, Zhang, Ren & Sun 2016, "Deep Residual Learning for Image Recognition" (CVPR,
+https://arxiv.org/abs/1512.03385), Sec. 4.2 and Figure 6: on CIFAR-10 the 56-layer plain
+network has *higher training error* than the 20-layer one (so it is not overfitting: it is
+harder to optimise), while with identity shortcuts the deeper network is as good or better.
+
+Our scale: the CIFAR-style networks of the paper (3 stages of 2n 3x3 layers; option-A
+shortcuts) at a quarter of the width (8/16/32 channels instead of 16/32/64), trained on a few
+thousand images for a few epochs, because this runs on a shared 2-core CPU. The paper's
+curves span 64k iterations; ours are the first few hundred, where its Figure 6 already shows
+the gap between plain-20 and plain-56.
+"""
+
+from __future__ import annotations
+
+from cnnlab.experiments.common import (
+    Outcome,
+    Settings,
+    Verdict,
+    derived_dataset,
+    markdown_table,
+    mean_sd,
+    pct,
+    register_experiment,
+    test_error,
+    train_error,
+    train_quiet,
+)
+from cnnlab.viz.experiment_plots import plot_error_curves
+
+WIDTH = 8  # channels of the first stage (the paper's 16, halved to fit a CPU)
+MARGIN = 0.01  # training-error differences within 1 percentage point count as "no change"
+NETS = (("plain", 20), ("plain", 56), ("resnet", 20), ("resnet", 56))  # (family, depth)
+
+
+@register_experiment(
+    "degradation",
+    "Degradation: plain vs residual networks of depth 20 and 56",
+    "A deeper plain network has higher *training* error than a shallower one (the degradation problem); "
+    "with residual (shortcut) connections the deeper network does not (He et al. 2016, Figure 1 and 6).",
+)
+def run(settings: Settings) -> Outcome:
+    seeds = settings.seed_list(1, 1)
+    subset, epochs, test_size = (500, 2, 1000) if settings.quick else (2500, 6, 1000)
+    data = derived_dataset(
+        "cifar10-jpeg", f"cifar10-jpeg~test{test_size}", test_size=test_size,
+        description=f"cifar10-jpeg with a seeded random {test_size}-image test subset",
+    )
+    recipe = dict(
+        optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4, schedule="cosine", batch_size=64, augment="none",
+        train_subset=subset, val_size=0, epochs=epochs, model_options={"width": WIDTH},
+    )
+    histories: dict[str, list[list[dict]]] = {}
+    errors: dict[str, dict[str, list[float]]] = {}
+    for family, depth in NETS:
+        name = f"{family}{depth}"
+        histories[name], errors[name] = [], {"train": [], "test": []}
+        for seed in seeds:
+            run = train_quiet(settings, f"{name}-s{seed}", model=name, data=data, seed=seed, **recipe)
+            histories[name].append(run.history)
+            errors[name]["train"].append(train_error(run))
+            errors[name]["test"].append(test_error(run))
+
+    train = {name: mean_sd(e["train"]) for name, e in errors.items()}
+    test = {name: mean_sd(e["test"]) for name, e in errors.items()}
+    verdicts = []
+    gaps = {}
+    for family in ("plain", "resnet"):
+        shallow, deep = f"{family}20", f"{family}56"
+        gap = train[deep][0] - train[shallow][0]
+        gaps[family] = gap
+        measured = (
+            f"final training error {family}-20 {pct(*train[shallow])}, {family}-56 {pct(*train[deep])} "
+            f"(56 - 20 = {100 * gap:+.2f} pp)"
+        )
+        if family == "plain":
+            verdicts.append(Verdict("the 56-layer plain net has higher training error than the 20-layer one", measured,
+                                    f"plain56 - plain20 > {100 * MARGIN:.0f} pp", gap > MARGIN))
+        else:
+            verdicts.append(Verdict("the 56-layer residual net has no higher training error than the 20-layer one", measured,
+                                    f"resnet56 - resnet20 <= {100 * MARGIN:.0f} pp", gap <= MARGIN))
+
+    rows = [[f"{name} (width {WIDTH})", pct(*train[name]), pct(*test[name])] for name in errors]
+    table = markdown_table(["network", "training error (last epoch)", f"test error ({test_size:,} images)"], rows)
+    figures = {
+        "error_curves": plot_error_curves(
+            {
+                "plain networks": [(f"plain-{d}", histories[f"plain{d}"][0]) for d in (20, 56)],
+                "residual networks": [(f"ResNet-{d}", histories[f"resnet{d}"][0]) for d in (20, 56)],
+            },
+            title=f"CIFAR-10 (JPEG), {subset:,} training images, width {WIDTH}: train error solid, test dashed (seed {seeds[0]})",
+        )
+    }
+    setup = (
+        f"Networks: `plain20`, `plain56`, `resnet20`, `resnet56` (He et al. 2016, Sec. 4.2; option-A shortcuts) with "
+        f"width {WIDTH} (stages of {WIDTH}/{2 * WIDTH}/{4 * WIDTH} channels; the paper's 16/32/64 would be 4x slower). "
+        f"Data: a seeded random subset of {subset:,} images of `cifar10-jpeg` (CIFAR-10 re-encoded as JPEG), no "
+        f"augmentation, so the training error measures optimisation only; test error on a seeded random {test_size:,}-image "
+        f"subset of the test set after every epoch. Same recipe for all four: SGD, momentum 0.9, lr 0.05 with cosine "
+        f"decay, weight decay 1e-4, batch 64, {epochs} epochs; seeds {seeds}. Training error = error over the batches of "
+        f"the last epoch, in training mode (as the paper's curves)."
+    )
+    notes = [
+        f"Far shorter than the paper (64k iterations of batch 128 on 45k images): {epochs} epochs of {subset:,} images "
+        f"on a shared 2-core CPU. The comparison is of optimisation early in training, where the paper's Figure 6 also "
+        f"separates the plain nets.",
+    ]
+    metrics = {
+        "errors": errors, "gap_56_minus_20": gaps, "width": WIDTH, "train_subset": subset, "epochs": epochs,
+        "test_size": test_size, "seeds": seeds,
+        "curves": {name: [{k: row[k] for k in ("epoch", "train_acc", "test_top1_err")} for row in h[0]] for name, h in histories.items()},
+    }
+    return Outcome(setup, verdicts, metrics, figures, [table], notes)
