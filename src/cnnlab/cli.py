@@ -559,7 +559,9 @@ _WEIGHTS = click.option("--weights", default="best", show_default=True, type=cli
 @_WEIGHTS
 @_OUT
 def viz_filters(run, max_kernels, weights, out) -> None:
-    """The first convolution layer's kernels as an image grid (RUN/filters.png)."""
+    """First convolution layer's kernels as images.
+
+    Colour for RGB inputs, grayscale otherwise, each kernel scaled to its own range (RUN/filters.png)."""
     from cnnlab.train.run import load_run
     from cnnlab.viz.activations import first_conv
     from cnnlab.viz.filters import plot_filters
@@ -576,31 +578,37 @@ def viz_filters(run, max_kernels, weights, out) -> None:
 @click.option("--layer", "-l", required=True, help="Layer name as in `cnnlab summary MODEL` (e.g. features.c3, layer2.0).")
 @click.option("--channels", "-c", default=None, help="Comma-separated channels.  [default: the first 8]")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "trainval", "test"]))
-@click.option("--limit", type=click.IntRange(min=1), default=10000, show_default=True, help="Search the first N images of the split.")
+@click.option("--limit", type=click.IntRange(min=1), default=10000, show_default=True,
+              help="Search N images of the split (a seeded random sample when the split is larger).")
 @click.option("--top", "k", type=click.IntRange(min=1, max=25), default=9, show_default=True, help="Patches per channel.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None)
 @_WEIGHTS
 @_OUT
 def viz_patches(run, layer, channels, split, limit, k, data_root, weights, out) -> None:
-    """Zeiler & Fergus's top-9: per channel of LAYER, the dataset patches (cropped to the unit's
-    receptive field) that activate it most (RUN/patches-LAYER.png)."""
+    """Top-9 dataset patches per channel (Zeiler & Fergus).
+
+    For each chosen channel of LAYER, the nine dataset images that excite it most (maximum over
+    positions), each cropped to the winning unit's receptive field (RUN/patches-LAYER.png)."""
     from cnnlab.data import load_dataset
     from cnnlab.train.run import load_run
-    from cnnlab.viz.activations import find_layer
     from cnnlab.viz.patches import plot_top_patches, top_patches
 
     loaded = load_run(run, weights=weights)
-    module = find_layer(loaded.model, layer)
     chosen = _parse_ints(channels, "--channels")
-    if chosen is None:
-        count = getattr(module, "out_channels", None) or getattr(module, "num_features", None) or 8
-        chosen = list(range(min(8, count)))
     dataset = load_dataset(loaded.config.data, split, data_root or loaded.config.data_root)
-    images, labels = dataset.images[:limit], dataset.labels[:limit]
+    if limit < len(dataset):  # a seeded random sample: image folders are sorted by class
+        import torch
+
+        dataset = dataset.subset(torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:limit].sort().values)
+    images, labels = dataset.images, dataset.labels
     try:
         field, patches = top_patches(loaded.model, layer, images, labels, loaded.data_info, channels=chosen, k=k)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+    seen = [s + 2 * int(loaded.data_info.get("pad", 0)) for s in images.shape[-2:]]
+    if any(f > s for f, s in zip(field.size, seen)):
+        click.echo(f"note: {layer}'s receptive field ({field.describe()}) is larger than the {seen[0]}x{seen[1]} input, "
+                   "so each patch holds the whole image, placed where the unit looks")
     fig = plot_top_patches(patches, field, layer=layer, classes=loaded.data_info["classes"],
                            title=f"{loaded.config.model} on {loaded.config.data}, {len(images):,} {split} images")
     _save_viz(fig, out, loaded.path / f"patches-{_safe_name(layer)}.png")
@@ -617,8 +625,10 @@ def viz_patches(run, layer, channels, split, limit, k, data_root, weights, out) 
 @_WEIGHTS
 @_OUT
 def viz_activations(run, image, layer, channels, invert, data_root, weights, out) -> None:
-    """Feature maps of LAYER for IMAGE: an image file, or SPLIT:INDEX of the run's dataset such
-    as test:0 (RUN/activations-LAYER-IMAGE.png)."""
+    """Feature maps of one layer for one image.
+
+    IMAGE is an image file, or SPLIT:INDEX of the run's dataset such as test:0
+    (RUN/activations-LAYER-IMAGE.png)."""
     import re
 
     from cnnlab.data import load_dataset
@@ -656,8 +666,9 @@ def viz_activations(run, image, layer, channels, invert, data_root, weights, out
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @_OUT
 def viz_curves(runs, out) -> None:
-    """Loss, error and learning rate per epoch, runs overlaid (RUN/curves.png for one run,
-    curves.png here for several)."""
+    """Loss, error and learning rate per epoch.
+
+    Several runs are overlaid (RUN/curves.png for one run, curves.png here for several)."""
     from cnnlab.train.run import read_history
     from cnnlab.viz.curves import plot_curves
 
@@ -677,7 +688,9 @@ def viz_curves(runs, out) -> None:
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @_OUT
 def viz_confusion(run, split, device, out) -> None:
-    """Confusion matrix of RUN on a split as a heat map (RUN/confusion-SPLIT.png)."""
+    """Confusion matrix heat map of a run.
+
+    Evaluates RUN on a split of its dataset (RUN/confusion-SPLIT.png)."""
     from cnnlab.api import evaluate
     from cnnlab.train.run import load_run
     from cnnlab.viz.confusion import plot_confusion
@@ -695,8 +708,10 @@ def viz_confusion(run, split, device, out) -> None:
 @click.option("--no-defaults", is_flag=True, help="Skip the 5x5 blur and the edge detector.")
 @_OUT
 def viz_kernels(image, kernels, no_defaults, out) -> None:
-    """Hand-designed kernels (5x5 blur of 0.04s, edge detector, your own) applied to IMAGE
-    (IMAGE-kernels.png here)."""
+    """Hand-designed kernels applied to an image.
+
+    The 5x5 blur of 0.04s, the edge detector [[0,-1/4,0],[-1/4,1,-1/4],[0,-1/4,0]] and any
+    --kernel, each output with a colour bar (IMAGE-kernels.png here)."""
     from cnnlab.viz.kernels import DEFAULT_KERNELS, load_gray, parse_kernel, plot_kernels
 
     chosen = [] if no_defaults else list(DEFAULT_KERNELS)
@@ -719,7 +734,9 @@ def viz_kernels(image, kernels, no_defaults, out) -> None:
               help="Plot z1 and z2 over [-extent, extent].")
 @_OUT
 def viz_neuron(w1, w2, bias, extent, out) -> None:
-    """A sigmoid neuron's output 1/(1+exp(-w1 z1 - w2 z2 - b)) as surface and contours (neuron.png here)."""
+    """A sigmoid neuron's output as surface and contours.
+
+    x(z1, z2) = 1 / (1 + exp(-w1 z1 - w2 z2 - b)) (neuron.png here)."""
     from cnnlab.viz.neuron import plot_neuron
 
     _save_viz(plot_neuron(w1, w2, bias=bias, extent=extent), out, Path("neuron.png"))
@@ -735,7 +752,10 @@ def viz_neuron(w1, w2, bias, extent, out) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @_OUT
 def viz_boundary(name, hidden, points, noise, steps, seed, out) -> None:
-    """Decision regions of a perceptron vs MLPs trained (in seconds) on a 2-D toy set (boundary-DATASET.png here)."""
+    """Perceptron vs MLP decision regions on 2-D toy data.
+
+    Trains each classifier for a second or so, then colours the plane by its predicted class
+    (boundary-DATASET.png here)."""
     from cnnlab.data.toy import make_toy
     from cnnlab.viz.neuron import describe_hidden, fit_toy_classifier, plot_decision_regions
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import torch
@@ -130,7 +131,7 @@ def evaluate_members(
 def per_class_rows(classes: Sequence[str], results: Sequence[tuple[str, EvalResult]]) -> tuple[list[str], list[list[str]]]:
     """A per-class accuracy table: one row per class (with its number of test images), one
     column per result; the headers and the rows as strings."""
-    headers = ["class", "images"] + [name for name, _ in results]
+    headers = ["class", "images"] + [Path(name).name for name, _ in results]  # run folder names, not paths
     counts = results[0][1].confusion.sum(1).tolist()
     rows = []
     for i, name in enumerate(classes):

@@ -94,7 +94,9 @@ def test_bad_layer_and_channels_say_what_exists(tiny_run, test_images):
 
 def test_figure_has_one_titled_block_of_nine_per_channel(tiny_run, test_images):
     images, labels = test_images
-    field, patches = top_patches(tiny_run.model, "features.s2", images, labels, tiny_run.data_info, channels=[0, 1, 2])
+    field, patches = top_patches(tiny_run.model, "features.s2", images, labels, tiny_run.data_info)
+    assert list(patches) == [0, 1, 2, 3, 4, 5]  # default: the first 8 channels, and s2 has 6
+    patches = {ch: patches[ch] for ch in (0, 1, 2)}
     fig = plot_top_patches(patches, field, layer="features.s2", classes=tiny_run.data_info["classes"])
     assert len(fig.axes) == 27
     assert all(ax.images[0].get_array().shape == (6, 6) for ax in fig.axes)  # s2's 6x6 field

@@ -37,13 +37,13 @@ def _uniform(low: float, high: float, n: int, generator: torch.Generator) -> tor
 
 
 def _crop_at(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Per-image crops of h x w at (top, left): one gather over the flattened image plane
-    (no per-image Python; 2-3x faster than gathering rows, then columns)."""
-    b, c, H, W = x.shape
-    start = (top.to(x.device) * W + left.to(x.device)).view(b, 1)  # flat index of each crop's corner
-    offsets = (torch.arange(h, device=x.device).view(h, 1) * W + torch.arange(w, device=x.device).view(1, w)).view(1, h * w)
-    index = (start + offsets).view(b, 1, h * w).expand(b, c, h * w)
-    return x.reshape(b, c, H * W).gather(2, index).view(b, c, h, w)
+    """Per-image crops of h x w at (top, left), with no per-image Python: a strided view of
+    every h x w window (no copy), then one advanced-indexing copy of the chosen window of each
+    image (faster than index-tensor gathers, which read 8 index bytes per pixel)."""
+    b = x.shape[0]
+    windows = x.unfold(2, h, 1).unfold(3, w, 1)  # (B, C, H - h + 1, W - w + 1, h, w), a view
+    batch = torch.arange(b, device=x.device)
+    return windows[batch, :, top.to(x.device), left.to(x.device)]  # (B, C, h, w)
 
 
 class RandomShift:

@@ -27,6 +27,7 @@ from cnnlab.viz.experiment_plots import plot_receptive_field
 KERNEL = 3
 CHANNELS = 16  # width of every layer
 SLOPE_RANGE = (0.35, 0.65)  # power-law exponents that count as "like sqrt(L)"
+GAUSSIAN_TV = 0.05  # largest total-variation distance from a Gaussian that counts as "Gaussian-like"
 
 
 def conv_stack(depth: int, *, channels: int = CHANNELS, kernel: int = KERNEL, relu: bool = True) -> nn.Sequential:
@@ -67,6 +68,17 @@ def profile_sigma(profile: torch.Tensor) -> float:
     return float(((p * (offsets - mean) ** 2).sum()).sqrt())
 
 
+def gaussian_distance(profile: torch.Tensor) -> float:
+    """Total-variation distance (0: identical, 1: disjoint) between a 1-D profile, as a
+    distribution over offsets, and the Gaussian of the same mean and standard deviation."""
+    p = profile.double() / profile.sum()
+    offsets = torch.arange(len(p), dtype=torch.float64) - len(p) // 2
+    mean = (p * offsets).sum()
+    var = (p * (offsets - mean) ** 2).sum()
+    g = torch.exp(-((offsets - mean) ** 2) / (2 * var))
+    return float(0.5 * (p - g / g.sum()).abs().sum())
+
+
 def power_law_fit(xs: list[int], ys: list[float]) -> tuple[float, float]:
     """(a, p) of the least-squares line log y = log a + p log x."""
     lx = torch.tensor([math.log(x) for x in xs], dtype=torch.float64)
@@ -86,7 +98,7 @@ def run(settings: Settings) -> Outcome:
     depths = list(range(1, max_depth + 1))
     size = 2 * (max_depth + 4) + 1  # odd, with a margin of 4 pixels beyond the largest field
     generator = torch.Generator().manual_seed(0)
-    extent, theory, sigma, maps, profiles = [], [], [], {}, {}
+    extent, theory, sigma, tv, maps, profiles = [], [], [], [], {}, {}
     shown = sorted({1, 2, max_depth // 2, max_depth})
     for depth in depths:
         total = torch.zeros(size, size, dtype=torch.float64)
@@ -101,6 +113,7 @@ def run(settings: Settings) -> Outcome:
         theory.append(stacked_field(depth, KERNEL))
         profile = total.sum(0)  # marginal over rows: the horizontal profile
         sigma.append(profile_sigma(profile))
+        tv.append(gaussian_distance(profile))
         if depth in shown:
             maps[depth] = total.float()
             profiles[depth] = profile.float()
@@ -116,6 +129,12 @@ def run(settings: Settings) -> Outcome:
             extent == theory,
         ),
         Verdict(
+            f"the effective receptive field is Gaussian-like (at L = {max_depth})",
+            f"total-variation distance between the ERF profile and a Gaussian of the same std: {tv[-1]:.3f} "
+            f"(L=1: {tv[0]:.3f}, a 3-tap kernel)",
+            f"distance < {GAUSSIAN_TV} at the deepest stack", tv[-1] < GAUSSIAN_TV,
+        ),
+        Verdict(
             "the effective receptive field grows like sqrt(L)",
             f"ERF standard deviation {sigma[0]:.2f} px at L=1 ... {sigma[-1]:.2f} px at L={max_depth}; "
             f"power-law fit sigma = {a:.2f} L^{slope:.2f}",
@@ -129,8 +148,8 @@ def run(settings: Settings) -> Outcome:
             all(b < a_ for a_, b in zip(fraction, fraction[1:])),
         ),
     ]
-    rows = [[d, t, e, f"{s:.2f}", f"{f:.2f}"] for d, t, e, s, f in zip(depths, theory, extent, sigma, fraction)]
-    table = markdown_table(["layers L", "theory 1 + 2L", "measured extent", "ERF std (px)", "std / L"], rows)
+    rows = [[d, t, e, f"{s:.2f}", f"{f:.2f}", f"{v:.3f}"] for d, t, e, s, f, v in zip(depths, theory, extent, sigma, fraction, tv)]
+    table = markdown_table(["layers L", "theory 1 + 2L", "measured extent", "ERF std (px)", "std / L", "distance to Gaussian"], rows)
     figures = {
         "receptive_field": plot_receptive_field(depths, extent, theory, sigma, maps, profiles, sqrt_fit=(a, slope)),
     }
@@ -141,7 +160,7 @@ def run(settings: Settings) -> Outcome:
         f"unit of output channel 0. Extent = width of the non-zero region; ERF profile = the gradient maps, each "
         f"normalised to sum 1, averaged over initialisations; ERF std = standard deviation of its horizontal marginal."
     )
-    metrics = {"depths": depths, "theory": theory, "extent": extent, "erf_sigma": sigma, "sigma_over_L": fraction,
+    metrics = {"depths": depths, "theory": theory, "extent": extent, "erf_sigma": sigma, "sigma_over_L": fraction, "gaussian_tv": tv,
                "fit": {"a": a, "exponent": slope}, "inits": inits, "batch": batch, "input_size": size}
     notes = ["No training involved: a few seconds on a CPU; `--seeds` is ignored."]
     return Outcome(setup, verdicts, metrics, figures, [table], notes)

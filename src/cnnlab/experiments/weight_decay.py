@@ -27,6 +27,7 @@ from cnnlab.viz.experiment_plots import plot_error_curves, plot_seeded_bars
 
 DECAYS = (0.0, 1e-3, 3e-3)  # L2 coefficients; 0 is the baseline
 CHECKED = 3e-3  # the setting the verdict is about (chosen after a one-seed pilot, see the notes)
+NOISE_FLOOR = 0.003  # differences below 0.3 percentage points count as noise even with one seed
 TEST_SIZE = 2000  # test images evaluated after every epoch (for the curves)
 
 
@@ -66,6 +67,15 @@ def run(settings: Settings) -> Outcome:
         summary[key] = {"train": tr, "test": te, "gap": g, "gap_sd": g_sd}
         rows.append([key, pct(tr, tr_sd), pct(te, te_sd), f"{100 * g:.2f} ± {100 * g_sd:.2f} pp"])
     base, strong = summary["0"], summary[f"{CHECKED:g}"]
+    n = len(seeds)
+
+    def noise(key_a: str, key_b: str, what: dict[str, list[float]]) -> float:
+        """2 standard errors of the difference of two seed means, at least NOISE_FLOOR."""
+        sd_a, sd_b = mean_sd(what[key_a])[1], mean_sd(what[key_b])[1]
+        return max(2 * ((sd_a**2 + sd_b**2) / n) ** 0.5, NOISE_FLOOR)
+
+    gaps = {k: [b - a for a, b in zip(train_err[k], test_err[k])] for k in train_err}
+    gap_noise, test_noise = noise("0", f"{CHECKED:g}", gaps), noise("0", f"{CHECKED:g}", test_err)
     verdicts = [
         Verdict(
             "without weight decay the network overfits: training error far below test error",
@@ -74,13 +84,16 @@ def run(settings: Settings) -> Outcome:
         ),
         Verdict(
             f"weight decay {CHECKED:g} narrows the train/test gap",
-            f"gap (test - training error) {100 * base['gap']:.2f} pp without, {100 * strong['gap']:.2f} pp with",
-            "gap with < gap without (mean over seeds)", strong["gap"] < base["gap"],
+            f"gap (test - training error) {100 * base['gap']:.2f} pp without, {100 * strong['gap']:.2f} pp with "
+            f"(noise band {100 * gap_noise:.2f} pp)",
+            "gap without - gap with > noise band (2 standard errors of the difference over seeds, at least 0.3 pp)",
+            base["gap"] - strong["gap"] > gap_noise,
         ),
         Verdict(
             f"weight decay {CHECKED:g} lowers the test error",
-            f"test error {pct(base['test'])} without, {pct(strong['test'])} with",
-            "test error with < test error without (mean over seeds)", strong["test"] < base["test"],
+            f"test error {pct(base['test'])} without, {pct(strong['test'])} with (noise band {100 * test_noise:.2f} pp)",
+            "test error without - with > noise band (2 standard errors of the difference over seeds, at least 0.3 pp)",
+            base["test"] - strong["test"] > test_noise,
         ),
     ]
     labels = [f"wd {k}" for k in train_err]

@@ -43,10 +43,15 @@ def plot_curves(runs: Sequence[tuple[str, Sequence[dict]]], *, title: str | None
     ax_err.set(title="Top-1 error", xlabel="epoch", ylabel="error (%)")
     ax_err.set_yscale("log")
     ax_err.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax_err.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax_lr.set(title="Learning rate (end of epoch)", xlabel="epoch", ylabel="learning rate")
     for ax in (ax_loss, ax_err, ax_lr):
         ax.grid(True, alpha=0.3)
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
+    epochs = [row["epoch"] for _, history in runs for row in history]
+    if epochs and max(epochs) == min(epochs):  # a one-epoch run: one tick, not 0.945 ... 1.055
+        for ax in (ax_loss, ax_err, ax_lr):
+            ax.set_xticks([epochs[0]])
     ax_loss.legend(fontsize=8)
     ax_err.legend(fontsize=8)
     if len(runs) > 1:

@@ -39,9 +39,9 @@ def plot_seeded_bars(
         bars = ax.bar(xs, means, width * 0.92, color=COLORS[i % len(COLORS)], alpha=0.85, label=name if n > 1 else None)
         for x, values in zip(xs, per_group):
             ax.plot([x] * len(values), [100 * v for v in values], "o", color="black", ms=3, zorder=3)
-        for bar, m in zip(bars, means):
-            ax.annotate(f"{m:.2f}", (bar.get_x() + bar.get_width() / 2, m), ha="center", va="bottom", fontsize=8,
-                        xytext=(0, 2), textcoords="offset points")
+        for bar, m in zip(bars, means):  # the mean inside the bar's foot, clear of the seed dots
+            ax.annotate(f"{m:.2f}", (bar.get_x() + bar.get_width() / 2, 0), ha="center", va="bottom", fontsize=8,
+                        xytext=(0, 3), textcoords="offset points", color="white", fontweight="bold")
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel(ylabel)
     ax.grid(True, axis="y", alpha=0.3)
@@ -183,8 +183,14 @@ def plot_receptive_field(
     for i, (depth, profile) in enumerate(profiles.items()):
         centre = len(profile) // 2
         xs = [x - centre for x in range(len(profile))]
-        ax_p.plot(xs, (profile / profile.max()).numpy(), "-", color=COLORS[i % len(COLORS)], label=f"L = {depth}")
-    ax_p.set(xlabel="offset from the centre (pixels)", ylabel="gradient (normalised)", title="ERF profile (horizontal marginal)")
+        c = COLORS[i % len(COLORS)]
+        ax_p.plot(xs, (profile / profile.max()).numpy(), "-", color=c, label=f"L = {depth}")
+        p = profile.double() / profile.sum()
+        offsets = torch.tensor(xs, dtype=torch.float64)
+        mean = (p * offsets).sum()
+        var = (p * (offsets - mean) ** 2).sum()
+        ax_p.plot(xs, torch.exp(-((offsets - mean) ** 2) / (2 * var)).numpy(), ":", color=c, lw=1)
+    ax_p.set(xlabel="offset from the centre (pixels)", ylabel="gradient (normalised)", title="ERF profile (dotted: Gaussian, same std)")
     ax_p.legend(fontsize=8)
     ax_s = fig.add_subplot(grid[1, 2])
     ax_s.loglog(depths, sigma, "o", color=COLORS[0], label="measured ERF std")

@@ -65,7 +65,7 @@ def plot_neuron(w1: float = 1.0, w2: float = 1.0, *, bias: float = 0.0, extent: 
         foot = -bias / norm**2 * np.array([w1, w2])
         arrow = np.array([w1, w2]) / norm * extent * 0.35
         ax.annotate("", xy=foot + arrow, xytext=foot, arrowprops={"arrowstyle": "->", "color": "black", "lw": 2})
-        ax.text(*(foot + arrow * 1.1), "$(w_1, w_2)$", fontsize=10, ha="center", va="center",
+        ax.text(*(foot + arrow * 1.5), "$(w_1, w_2)$", fontsize=10, ha="center", va="center",
                 bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8})
     ax.set(xlabel="$z_1$", ylabel="$z_2$", title="contours (white: x = 0.1, 0.5, 0.9)", aspect="equal",
            xlim=(-extent, extent), ylim=(-extent, extent))
@@ -121,7 +121,7 @@ def plot_decision_regions(
     grid = torch.stack([g1.reshape(-1), g2.reshape(-1)], 1)
     n = len(classifiers)
     aspect = float((hi[1] - lo[1]) / (hi[0] - lo[0]))  # panels keep the data's aspect: size the figure to it
-    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 4.6 * aspect + 1.2), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 4.6 * aspect + 0.9), squeeze=False, constrained_layout=True)
     for ax, (name, model) in zip(axes[0], classifiers):
         model.eval()
         p1 = F.softmax(model(grid), 1)[:, 1].reshape(resolution, resolution).numpy()

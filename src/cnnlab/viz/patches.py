@@ -92,13 +92,16 @@ def top_patches(
     labels: torch.Tensor,
     data_info: dict,
     *,
-    channels: Sequence[int],
+    channels: Sequence[int] | None = None,
     k: int = 9,
     batch_size: int = 500,
 ) -> tuple[Field, dict[int, list[TopPatch]]]:
-    """For each of ``channels`` of ``layer``: the ``k`` images (uint8 (N, C, H, W)) with the
-    largest activation anywhere in that channel's map, best first, with their field crops."""
+    """For each of ``channels`` of ``layer`` (default: the first 8): the ``k`` images (uint8
+    (N, C, H, W)) with the largest activation anywhere in that channel's map, best first,
+    with their field crops."""
     module = find_layer(model, layer)
+    if len(images) == 0:
+        raise ValueError("no images to search")
     pad = int(data_info.get("pad", 0))
     c, h, w = images.shape[1:]
     field = layer_field(model, layer, (c, h + 2 * pad, w + 2 * pad))
@@ -109,6 +112,8 @@ def top_patches(
         maps = layer_output(model, module, x)
         if maps.ndim != 4:
             raise ValueError(f"layer {layer!r} outputs shape {tuple(maps.shape[1:])}; patches need (channels, H, W) maps")
+        if channels is None:
+            channels = list(range(min(8, maps.shape[1])))
         bad = [ch for ch in channels if not 0 <= ch < maps.shape[1]]
         if bad:
             raise ValueError(f"channels {bad} out of range: layer {layer} has {maps.shape[1]} channels (0..{maps.shape[1] - 1})")
@@ -117,6 +122,9 @@ def top_patches(
         best_values.append(value)
         best_where.append(where)
     values, where = torch.cat(best_values), torch.cat(best_where)  # (N, channels)
+    if tuple(field.grid) != tuple(maps.shape[-2:]):  # the analysis traced another map than the hook saw
+        raise ValueError(f"receptive field of {layer!r} is for a {field.grid} map, but the layer outputs "
+                         f"{tuple(maps.shape[-2:])}; is the layer called more than once?")
     grid_w = maps.shape[-1]
     result: dict[int, list[TopPatch]] = {}
     for i, ch in enumerate(channels):

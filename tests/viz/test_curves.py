@@ -1,0 +1,72 @@
+"""Training curves: loss, error and learning rate per epoch, runs overlaid (``cnnlab viz curves``)."""
+
+from __future__ import annotations
+
+import csv
+
+import matplotlib.pyplot as plt
+import pytest
+from click.testing import CliRunner
+
+from cnnlab.cli import cli
+from cnnlab.train.run import read_history
+from cnnlab.viz.curves import plot_curves, save_figure
+
+
+def _history(scale: float) -> list[dict]:
+    return [
+        {"epoch": e, "train_loss": scale / e, "val_loss": 1.2 * scale / e, "train_acc": 1 - 0.1 / e,
+         "val_top1_err": 0.12 / e, "test_top1_err": 0.13 / e, "lr": 0.1 * 0.5 ** (e - 1)}
+        for e in range(1, 5)
+    ]
+
+
+def _write_run(folder, history) -> None:
+    folder.mkdir(parents=True)
+    with open(folder / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def test_three_labelled_panels_with_every_run_overlaid():
+    fig = plot_curves([("a", _history(1.0)), ("b", _history(2.0))], title="two runs")
+    loss, err, lr = fig.axes
+    assert [ax.get_title() for ax in fig.axes] == ["Loss", "Top-1 error", "Learning rate (end of epoch)"]
+    assert all(ax.get_xlabel() == "epoch" for ax in fig.axes)
+    assert len(loss.lines) == 4 and len(err.lines) == 6 and len(lr.lines) == 2  # per run: 2, 3 and 1 curves
+    assert [t.get_text() for t in loss.get_legend().get_texts()][:2] == ["a: train", "a: validation"]
+    # errors are drawn in percent: train error = 1 - train_acc
+    assert list(err.lines[0].get_ydata()) == pytest.approx([100 * 0.1 / e for e in range(1, 5)])
+    assert list(lr.lines[1].get_ydata()) == pytest.approx([0.1, 0.05, 0.025, 0.0125])
+    assert fig._suptitle.get_text() == "two runs"
+    plt.close(fig)
+
+
+def test_missing_values_are_skipped():
+    history = _history(1.0)
+    history[1]["test_top1_err"] = float("nan")  # test error only evaluated at the end
+    fig = plot_curves([("a", history)])
+    test_line = fig.axes[1].lines[2]
+    assert list(test_line.get_xdata()) == [1, 3, 4]
+    plt.close(fig)
+
+
+def test_save_figure_writes_a_png_and_makes_the_folder(tmp_path):
+    path = save_figure(plot_curves([("a", _history(1.0))]), tmp_path / "sub" / "c.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_overlays_runs_read_from_their_folders(tmp_path):
+    _write_run(tmp_path / "run1", _history(1.0))
+    _write_run(tmp_path / "run2", _history(2.0))
+    assert read_history(tmp_path / "run1" / "metrics.csv")[2]["epoch"] == 3
+    runner = CliRunner()
+    out = tmp_path / "both.png"
+    result = runner.invoke(cli, ["viz", "curves", str(tmp_path / "run1"), str(tmp_path / "run2"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 5000
+    result = runner.invoke(cli, ["viz", "curves", str(tmp_path / "run1")])
+    assert result.exit_code == 0 and (tmp_path / "run1" / "curves.png").is_file()
+    result = runner.invoke(cli, ["viz", "curves", str(tmp_path)])
+    assert "has no metrics.csv" in str(result.exception)
