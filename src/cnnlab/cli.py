@@ -67,6 +67,7 @@ def _console() -> Console:
 @click.option("--val-size", type=int, help="Validation images held out of the training split.")
 @click.option("--seed", type=int)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+@click.option("--threads", type=int, help="CPU threads for torch (default: one per core).")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast.")
 @click.option("--channels-last/--no-channels-last", default=None)
 @click.option("--option", "-o", "options", multiple=True, help="Model option key=value (e.g. -o activation=relu).")
@@ -775,10 +776,10 @@ def viz_boundary(name, hidden, points, noise, steps, seed, out) -> None:
 @click.argument("name", required=False)
 @click.option("--quick", is_flag=True, help="The ~1-2 minute variant (fewer images, epochs and seeds).")
 @click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False), help="Writes OUT/NAME/.")
-@click.option("--seeds", type=int, help="Seeds (independent runs) per setting; default depends on the experiment and mode.")
+@click.option("--seeds", type=click.IntRange(min=1), help="Seeds (independent runs) per setting; default depends on the experiment and mode.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
 @click.option("--data-root", type=click.Path(file_okay=False), help="Data root (else $CNNLAB_DATA, else ~/.cache/cnnlab).")
-@click.option("--threads", type=int, help="torch CPU threads (1 is fastest on a busy shared machine).")
+@click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads (1 is fastest on a busy shared machine).")
 def experiment_command(name, quick, out, seeds, device, data_root, threads) -> None:
     """Run the lecture experiment NAME and write OUT/NAME/{report.md,metrics.json,*.png}.
 

@@ -176,6 +176,9 @@ def test_presets():
     assert isinstance(cifar, Compose) and [type(s) for s in cifar.steps] == [RandomCrop, HorizontalFlip]
     assert cifar.steps[0].padding == 4 and cifar.steps[0].pad_mode == "zero"
     assert cifar(torch.rand(4, 3, 32, 32), gen()).shape == (4, 3, 32, 32)
+    assert cifar(torch.rand(4, 1, 36, 36), gen()).shape == (4, 1, 36, 36)  # keeps the (padded) batch size
+    inception = get_preset("inception")
+    assert inception(torch.rand(4, 3, 40, 30), gen()).shape == (4, 3, 40, 30)
     alexnet = get_preset("alexnet", fake_dataset(size=256))
     assert alexnet(torch.rand(2, 3, 256, 256), gen()).shape == (2, 3, 224, 224)
     light = alexnet.steps[-1]

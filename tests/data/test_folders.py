@@ -13,6 +13,7 @@ from cnnlab.data import load_dataset
 from cnnlab.data.folders import cache_dir, load_folder
 from cnnlab.errors import DataError, UnknownNameError
 
+USER_CACHE = os.environ.get("CNNLAB_CACHE")  # before the fixture below replaces it
 COLOURS = {"cat": (255, 0, 0), "dog": (0, 255, 0), "emu": (0, 0, 255)}
 
 
@@ -132,9 +133,14 @@ def test_folder_dataset_by_path_and_read_only_root(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_cifar10_jpeg(data_root):
+def test_real_cifar10_jpeg(data_root, monkeypatch):
     if not (data_root / "cifar10-jpeg").is_dir():
         pytest.skip("no cifar10-jpeg in the data root")
+    # The user's own cache: decode the 60k images once, not on every run of this test.
+    if USER_CACHE is None:
+        monkeypatch.delenv("CNNLAB_CACHE")
+    else:
+        monkeypatch.setenv("CNNLAB_CACHE", USER_CACHE)
     train = load_dataset("cifar10-jpeg", "trainval", data_root)
     test = load_dataset("cifar10-jpeg", "test", data_root)
     assert (len(train), len(test)) == (50_000, 10_000) and train.image_size == (3, 32, 32)

@@ -69,24 +69,25 @@ class RandomShift:
 
 
 class RandomCrop:
-    """A random ``size`` crop of each image after padding by ``padding`` on every side.
+    """A random ``size`` crop of each image after padding by ``padding`` on every side
+    (``size`` None: the size of the images given, i.e. a random translation).
 
     ``pad_mode``: "zero" (He et al. 2016 pad CIFAR images with zeros) or "reflect". With
     ``padding=0`` this is AlexNet's random 224 crop out of the 256 image."""
 
-    def __init__(self, size: int | tuple[int, int], *, padding: int = 0, pad_mode: str = "zero") -> None:
+    def __init__(self, size: int | tuple[int, int] | None = None, *, padding: int = 0, pad_mode: str = "zero") -> None:
         if pad_mode not in ("zero", "reflect"):
             raise ValueError(f"pad_mode must be 'zero' or 'reflect', got {pad_mode!r}")
-        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        self.size = (size, size) if isinstance(size, int) else (tuple(size) if size is not None else None)
         self.padding = padding
         self.pad_mode = pad_mode
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        h, w = self.size or x.shape[-2:]
         p = self.padding
         if p:
             x = F.pad(x, (p, p, p, p), mode="constant" if self.pad_mode == "zero" else "reflect")
         b, _, H, W = x.shape
-        h, w = self.size
         if h > H or w > W:
             raise ValueError(f"crop {h}x{w} is larger than the (padded) image {H}x{W}")
         top = _uniform_int(0, H - h, b, generator)
@@ -129,12 +130,17 @@ class RandomResizedCrop:
     ``ratio`` (log-uniform), resized to ``size`` with bilinear sampling.
 
     Like torchvision's, but one draw per image with no retry loop: the box is shrunk to fit
-    the image when the drawn aspect does not (a small deviation that keeps it branch-free)."""
+    the image when the drawn aspect does not (a small deviation that keeps it branch-free).
+    ``size`` None: the size of the images given."""
 
     def __init__(
-        self, size: int | tuple[int, int], *, scale: tuple[float, float] = (0.08, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3)
+        self,
+        size: int | tuple[int, int] | None = None,
+        *,
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
     ) -> None:
-        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        self.size = (size, size) if isinstance(size, int) else (tuple(size) if size is not None else None)
         self.scale, self.ratio = scale, ratio
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -151,7 +157,7 @@ class RandomResizedCrop:
         theta = torch.zeros(b, 2, 3, dtype=torch.float64)
         theta[:, 0, 0], theta[:, 0, 2] = fw, cx
         theta[:, 1, 1], theta[:, 1, 2] = fh, cy
-        return _warp(x, theta, self.size)
+        return _warp(x, theta, self.size or (H, W))
 
     def __repr__(self) -> str:
         return f"RandomResizedCrop({self.size}, scale={self.scale}, ratio={self.ratio})"
@@ -316,8 +322,8 @@ def _mnist(dataset: "ImageDataset | None") -> Augment:
 def _cifar(dataset: "ImageDataset | None") -> Augment:
     # He et al. 2016, Sec. 4.2: "4 pixels are padded on each side, and a 32x32 crop is randomly
     # sampled from the padded image or its horizontal flip". Objects, not symbols: flips are safe.
-    size = dataset.image_size[1:] if dataset is not None else (32, 32)
-    return Compose([RandomCrop(size, padding=4, pad_mode="zero"), HorizontalFlip()])
+    # The crop keeps the size of the batch it is given (after any padding to the model's input).
+    return Compose([RandomCrop(padding=4, pad_mode="zero"), HorizontalFlip()])
 
 
 def _cifar_cutout(dataset: "ImageDataset | None") -> Augment:
@@ -340,10 +346,7 @@ def _alexnet(dataset: "ImageDataset | None") -> Augment:
 def _inception(dataset: "ImageDataset | None") -> Augment:
     # Szegedy et al. 2015 (GoogLeNet, Sec. 6): patches of 8%-100% of the area with aspect ratio
     # in [3/4, 4/3], resized to the input size, plus photometric distortions and flips.
-    size = dataset.image_size[1:] if dataset is not None else (224, 224)
-    return Compose([
-        RandomResizedCrop(size), HorizontalFlip(), ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4)
-    ])
+    return Compose([RandomResizedCrop(), HorizontalFlip(), ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4)])
 
 
 PRESETS: dict[str, Callable[["ImageDataset | None"], Augment | None]] = {

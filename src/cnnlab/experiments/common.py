@@ -214,7 +214,6 @@ def run_experiment(name: str, settings: Settings, *, out: str | os.PathLike = "r
     """Run experiment ``name`` and write ``<out>/<name>/``; returns that folder."""
     experiment = get_experiment(name)
     folder = Path(out) / name
-    folder.mkdir(parents=True, exist_ok=True)
     machine = machine_description()
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -223,6 +222,7 @@ def run_experiment(name: str, settings: Settings, *, out: str | os.PathLike = "r
         outcome = experiment.run(settings)
         settings.scratch = None
     seconds = time.perf_counter() - t0
+    folder.mkdir(parents=True, exist_ok=True)
     if command is None:
         env = f"CNNLAB_DATA={os.environ['CNNLAB_DATA']} " if os.environ.get("CNNLAB_DATA") and not settings.data_root else ""
         command = env + "cnnlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])

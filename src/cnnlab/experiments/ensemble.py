@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from cnnlab.errors import CnnlabError
 from cnnlab.evaluation import evaluate_members
 from cnnlab.experiments.common import (
     Outcome,
@@ -36,7 +37,7 @@ from cnnlab.viz.experiment_plots import plot_ensemble
 def run(settings: Settings) -> Outcome:
     seeds = settings.seed_list(3, 5)
     if len(seeds) < 2:
-        raise ValueError(f"an ensemble needs at least 2 members; got --seeds {len(seeds)}")
+        raise CnnlabError(f"an ensemble needs at least 2 members; got --seeds {len(seeds)}")
     subset, epochs = (2000, 3) if settings.quick else (10000, 5)
     data = derived_dataset(
         "fashion-mnist", f"fashion-mnist~train{subset}", train_size=subset,

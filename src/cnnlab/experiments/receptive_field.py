@@ -124,7 +124,7 @@ def run(settings: Settings) -> Outcome:
     verdicts = [
         Verdict(
             "the non-zero gradient region is exactly the theoretical receptive field 1 + L(3 - 1)",
-            "measured extent " + ", ".join(f"L={d}: {e}" for d, e in zip(depths, extent)),
+            "non-zero extent " + ", ".join(f"L={d}: {e}" for d, e in zip(depths, extent)),
             f"extent == 1 + 2L for every L (and the same for all {inits} random initialisations)",
             extent == theory,
         ),

@@ -124,4 +124,9 @@ def run(settings: Settings) -> Outcome:
         "0.003, 0.01, 0.03) is where the decays here come from, so the checked value was picked with one seed in view.",
         "PyTorch's SGD `weight_decay` adds lambda * w to the gradient, i.e. the L2 penalty lambda/2 ||w||^2, biases included.",
     ]
+    if strong["train"] <= base["train"]:
+        notes.append(
+            f"Not the textbook trade: training error did not rise with weight decay {CHECKED:g} "
+            f"({pct(base['train'])} -> {pct(strong['train'])}); the gap changed through the test error."
+        )
     return Outcome(setup, verdicts, metrics, figures, [table], notes)

@@ -52,6 +52,7 @@ class TrainConfig:
     pad: int | None = None  # zero padding of input images; None: fit the model's input size
     seed: int = 0
     device: str = "auto"
+    threads: int | None = None  # CPU threads for torch; None: torch's default (one per core)
     amp: bool = False  # bf16 autocast (CPU and CUDA)
     channels_last: bool = False
     deterministic: bool = False  # torch.use_deterministic_algorithms; needed for exact resume on GPU

@@ -203,6 +203,8 @@ def train(
     _prepare_run_dir(run_dir, resume is not None)
 
     device = resolve_device(config.device)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     if config.deterministic:
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(config.seed)
@@ -302,7 +304,7 @@ def train(
                 is_best = score > best_val
                 best_val = max(best_val, score)
                 _checkpoint(run_dir, model, optimizer, plateau, generator, history, epoch + 1, best_val, is_best, config)
-                progress.end_epoch(_display(record))
+                progress.log(epoch_line(record, config.epochs))
                 log.write(json.dumps(record) + "\n")
                 log.flush()
                 for callback in callbacks:
@@ -322,9 +324,15 @@ def _eval_columns(prefix: str, result: EvalResult | None) -> dict:
     return {f"{prefix}_loss": result.loss, f"{prefix}_top1_err": result.top1_err, f"{prefix}_top5_err": result.top5_err}
 
 
-def _display(record: dict) -> dict:
-    keys = ("epoch", "train_loss", "train_acc", "val_top1_err", "test_top1_err", "test_top5_err", "lr", "images_per_s", "epoch_time_s")
-    return {k: record[k] for k in keys if k in record and not (isinstance(record[k], float) and math.isnan(record[k]))}
+def epoch_line(record: dict, epochs: int) -> str:
+    """One compact line per epoch for the terminal (all columns are in metrics.csv)."""
+    parts = [f"epoch {record['epoch']}/{epochs}", f"loss {record['train_loss']:.4f}", f"train acc {record['train_acc']:.2%}"]
+    for split in ("val", "test"):
+        err = record.get(f"{split}_top1_err", float("nan"))
+        if not math.isnan(err):
+            parts.append(f"{split} err {err:.2%} (top-5 {record[f'{split}_top5_err']:.2%})")
+    parts += [f"lr {record['lr']:.3g}", f"{record['images_per_s']:,.0f} img/s", f"{record['epoch_time_s']:.1f}s"]
+    return "  ".join(parts)
 
 
 def _train_epoch(

@@ -100,8 +100,8 @@ class TrainProgress:
             else:
                 text = f"{value:,}" if isinstance(value, int) else str(value)
             parts.append(f"[dim]{key}[/dim] {text}")
-        self.console.print("  ".join(parts), highlight=False)
+        self.console.print("  ".join(parts), highlight=False, soft_wrap=True)
 
     def log(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, highlight=False)
+            self.console.print(message, highlight=False, soft_wrap=True)
