@@ -131,3 +131,11 @@ def test_receptive_field_quick_run(tmp_path):
     assert record["metrics"]["extent"] == record["metrics"]["theory"] == [1 + 2 * L for L in range(1, 9)]
     assert record["verdicts"][0]["held"] is True
     assert (folder / "receptive_field.png").is_file() and (folder / "report.md").is_file()
+
+
+def test_noise_band():
+    from cnnlab.experiments.common import noise_band
+
+    assert noise_band([0.1], [0.2], floor=0.005) == 0.005  # one seed: no spread, the floor
+    # sample variance 0.0002 in both groups of two: 2 * sqrt((0.0002 + 0.0002) / 2) = 0.0283
+    assert noise_band([0.10, 0.12], [0.20, 0.22], floor=0.0) == pytest.approx(2 * 0.0002**0.5)

@@ -143,6 +143,13 @@ def mean_sd(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def noise_band(a: Sequence[float], b: Sequence[float], *, floor: float) -> float:
+    """Two standard errors of the difference between the means of two equal-sized groups of
+    seeds, and at least ``floor`` (with one seed there is no spread to estimate)."""
+    (_, sd_a), (_, sd_b) = mean_sd(a), mean_sd(b)
+    return max(2 * ((sd_a**2 + sd_b**2) / len(a)) ** 0.5, floor)
+
+
 def pct(value: float, sd: float | None = None) -> str:
     """A fraction as a percentage: ``1.23%`` or ``1.23 ± 0.05%``."""
     return f"{100 * value:.2f}%" if not sd else f"{100 * value:.2f} ± {100 * sd:.2f}%"
@@ -198,13 +205,14 @@ def derived_dataset(
 
 
 def machine_description() -> str:
-    """CPU cores, torch threads, whether others share the machine (load average), device."""
+    """CPU cores, whether other work shares the machine (load average), torch threads, device."""
     cores = os.cpu_count() or 1
-    text = f"{cores}-core CPU ({platform.machine()}), torch {torch.__version__}, {torch.get_num_threads()} torch thread(s)"
+    text = f"{cores}-core CPU"
     if hasattr(os, "getloadavg"):
         load = os.getloadavg()[0]
-        shared = "shared" if load > cores else "not busy"
-        text += f", {shared} (load average {load:.1f} at the start)"
+        # Before the experiment starts, a load of 1 or more means other processes are running.
+        text += f", {'shared' if load >= 1.0 else 'idle'} (load average {load:.1f} at the start)"
+    text += f", {platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} torch thread(s)"
     if torch.cuda.is_available():
         text += f", GPU {torch.cuda.get_device_name(0)}"
     return text

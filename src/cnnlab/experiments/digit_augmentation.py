@@ -22,6 +22,7 @@ from cnnlab.experiments.common import (
     Verdict,
     markdown_table,
     mean_sd,
+    noise_band,
     pct,
     register_experiment,
     test_error,
@@ -96,7 +97,7 @@ def run(settings: Settings) -> Outcome:
     rows, effects = [], {}
     for condition, (_, safe) in CONDITIONS.items():
         m, sd = mean_sd(errors[condition])
-        noise = max(2 * ((sd**2 + base_sd**2) / len(seeds)) ** 0.5, NOISE_FLOOR)
+        noise = noise_band(errors[condition], errors["none"], floor=NOISE_FLOOR)
         effects[condition] = {"mean": m, "sd": sd, "delta_vs_none": m - base, "noise": noise}
         word = "-" if condition == "none" else ("helps" if m < base - noise else "hurts" if m > base + noise else "no clear effect")
         effects[condition]["effect"] = word

@@ -21,6 +21,7 @@ from cnnlab.experiments.common import (
     derived_dataset,
     markdown_table,
     mean_sd,
+    noise_band,
     pct,
     register_experiment,
     test_error,
@@ -84,7 +85,7 @@ def run(settings: Settings) -> Outcome:
     for label in MODELS:
         (m0, s0), (m1, s1) = mean_sd(errors[label]["original"]), mean_sd(errors[label]["permuted"])
         delta = m1 - m0
-        noise = max(2 * ((s0**2 + s1**2) / len(seeds)) ** 0.5, NOISE_FLOOR)  # 2 standard errors of the difference
+        noise = noise_band(errors[label]["original"], errors[label]["permuted"], floor=NOISE_FLOOR)
         metrics[label] = {"original_mean": m0, "permuted_mean": m1, "delta": delta, "noise": noise}
         rows.append([label, pct(m0, s0), pct(m1, s1), f"{100 * delta:+.2f} pp", f"{100 * noise:.2f} pp"])
         measured = f"test error {pct(m0, s0)} on MNIST, {pct(m1, s1)} permuted ({100 * delta:+.2f} pp; noise band {100 * noise:.2f} pp)"

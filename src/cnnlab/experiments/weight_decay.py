@@ -17,6 +17,7 @@ from cnnlab.experiments.common import (
     derived_dataset,
     markdown_table,
     mean_sd,
+    noise_band,
     pct,
     register_experiment,
     test_error,
@@ -67,15 +68,10 @@ def run(settings: Settings) -> Outcome:
         summary[key] = {"train": tr, "test": te, "gap": g, "gap_sd": g_sd}
         rows.append([key, pct(tr, tr_sd), pct(te, te_sd), f"{100 * g:.2f} ± {100 * g_sd:.2f} pp"])
     base, strong = summary["0"], summary[f"{CHECKED:g}"]
-    n = len(seeds)
-
-    def noise(key_a: str, key_b: str, what: dict[str, list[float]]) -> float:
-        """2 standard errors of the difference of two seed means, at least NOISE_FLOOR."""
-        sd_a, sd_b = mean_sd(what[key_a])[1], mean_sd(what[key_b])[1]
-        return max(2 * ((sd_a**2 + sd_b**2) / n) ** 0.5, NOISE_FLOOR)
-
     gaps = {k: [b - a for a, b in zip(train_err[k], test_err[k])] for k in train_err}
-    gap_noise, test_noise = noise("0", f"{CHECKED:g}", gaps), noise("0", f"{CHECKED:g}", test_err)
+    checked = f"{CHECKED:g}"
+    gap_noise = noise_band(gaps["0"], gaps[checked], floor=NOISE_FLOOR)
+    test_noise = noise_band(test_err["0"], test_err[checked], floor=NOISE_FLOOR)
     verdicts = [
         Verdict(
             "without weight decay the network overfits: training error far below test error",

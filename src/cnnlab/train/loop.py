@@ -17,6 +17,7 @@ import io
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -96,7 +97,8 @@ class Run:
 
 def default_run_dir(config: TrainConfig) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{config.model}-{config.data}-{stamp}"
+    data = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(config.data).name if ":" in config.data else config.data)
+    return Path("runs") / f"{config.model}-{data}-{stamp}"
 
 
 def _prepare_run_dir(path: Path, resume: bool) -> None:
