@@ -10,7 +10,7 @@ ifeq ($(strip $(CNNLAB_DATA)),)
 endif
 export CNNLAB_DATA
 
-.PHONY: demo test test-slow test-all bench setup clean
+.PHONY: demo test test-fast test-slow bench setup clean
 
 setup: $(VENV)/.installed
 
@@ -22,14 +22,16 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/cnnlab train lenet5 --data mnist
 
+# The whole suite, slow tests included (about 5 minutes on 2 idle cores): two worker
+# processes, one per core. `pytest` alone runs the fast part only (about 1 minute).
 test: setup
+	$(PY) -m pytest -q -n 2 --dist loadfile -m 'slow or not slow'
+
+test-fast: setup
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-slow: setup
 	$(PY) -m pytest -q -n 2 --dist loadfile -m slow
-
-test-all: setup
-	$(PY) -m pytest -q -n 2 --dist loadfile -m 'slow or not slow'
 
 bench: setup
 	$(PY) benchmarks/bench_mnist.py

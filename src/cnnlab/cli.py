@@ -127,7 +127,7 @@ def models(pattern: str, macs: bool, fmt: str) -> None:
             dataset = info.reported.dataset if info.reported else ""
             # In a table, the paper's authors and year; the full title in markdown and CSV.
             paper = _short_citation(info.paper) if fmt == "table" else info.paper
-            params_text = f"{params:,}" if fmt == "table" else str(params)
+            params_text = str(params) if fmt == "csv" else f"{params:,}"
             rows.append([name, info.family, params_text, gmacs, "x".join(map(str, info.input_size)), top1, dataset, paper])
             progress.advance(task)
     headers = ["model", "family", "parameters", "GMACs", "input", "top-1 %", "on", "paper"]
