@@ -10,6 +10,7 @@ from torch import nn
 
 from cnnlab.data import Batches, load_dataset
 from cnnlab.errors import CnnlabError
+from cnnlab.evaluation import run_dataset
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.evaluate import EvalResult, evaluate_model
 from cnnlab.train.loop import EpochCallback, Run, resolve_device
@@ -61,14 +62,13 @@ def evaluate(
         run_or_model = load_run(run_or_model)
     if isinstance(run_or_model, Run):
         model = run_or_model.model
-        data = data or run_or_model.config.data
-        data_root = data_root or run_or_model.config.data_root
+        dataset = run_dataset(run_or_model, split, data=data, data_root=data_root)
         pad = run_or_model.data_info.get("pad", 0) if pad is None else pad
     else:
         model = run_or_model
         if data is None:
             raise CnnlabError("evaluate(model) needs data=<dataset name>")
-    dataset = load_dataset(data, split, data_root)
+        dataset = load_dataset(data, split, data_root)
     dev = resolve_device(device)
     model.to(dev)
     return evaluate_model(model, Batches(dataset, batch_size, device=dev, pad=pad or 0))

@@ -15,11 +15,11 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from cnnlab.data import Batches, load_dataset
+from cnnlab.data import Batches, ImageDataset, load_dataset
 from cnnlab.data.tta import TTA_MODES, tta_padding, tta_views
 from cnnlab.errors import CnnlabError
 from cnnlab.train.evaluate import EvalResult, metrics_from_probs, predict_probs
-from cnnlab.train.loop import resolve_device
+from cnnlab.train.loop import Run, resolve_device
 from cnnlab.train.run import load_run
 
 
@@ -59,6 +59,12 @@ class MemberResult:
     probs: torch.Tensor  # (N, classes) averaged softmax, float32
     labels: torch.Tensor  # (N,)
     classes: list[str]  # class names in label order
+
+
+def run_dataset(run: Run, split: str, *, data: str | None = None, data_root: str | None = None) -> ImageDataset:
+    """A split of the run's dataset (or ``data``), with the validation hold-out the run trained with."""
+    config = run.config
+    return load_dataset(data or config.data, split, data_root or config.data_root, val_size=config.val_size, seed=config.seed)
 
 
 def evaluate_runs(
@@ -103,8 +109,7 @@ def evaluate_members(
     for r in loaded[1:]:
         if r.data_info["classes"] != classes:
             raise CnnlabError(f"{r.path} was trained on other classes than {loaded[0].path}; cannot ensemble them")
-    first = loaded[0].config  # the val/train hold-out must be the one the first run trained with
-    dataset = load_dataset(data, split, data_root or first.data_root, val_size=first.val_size, seed=first.seed)
+    dataset = run_dataset(loaded[0], split, data=data, data_root=data_root)
     if list(dataset.classes) != list(classes):
         raise CnnlabError(f"{data} has classes {list(dataset.classes)[:5]}..., the run was trained on {classes[:5]}...")
     report: list[MemberResult] = []
