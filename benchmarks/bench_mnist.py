@@ -29,7 +29,7 @@ OURS = r"""
 import json, sys, time, tempfile
 T0 = float(sys.argv[1])
 import cnnlab
-from cnnlab.train.loop import StopTraining
+from cnnlab.training.loop import StopTraining
 target, max_epochs = float(sys.argv[2]), int(sys.argv[3])
 config = cnnlab.build_config("lenet5", "mnist", out=tempfile.mkdtemp() + "/run")
 reached = {}

@@ -5,15 +5,18 @@
     >>> cnnlab.list_models("resnet*")
     >>> run = cnnlab.train(cnnlab.TrainConfig(model="lenet5", data="mnist", epochs=3))
     >>> cnnlab.evaluate(run).top1_err
+
+``cnnlab.train`` is ``cnnlab.training.fit``: it writes the run folder and returns the Run; it
+draws no figures (``cnnlab.viz.curves.plot_curves(...)`` does, see the README).
 """
 
-from cnnlab.api import evaluate, train
+from cnnlab.analysis import summary
 from cnnlab.data import list_datasets, load_dataset
 from cnnlab.errors import CheckpointError, CnnlabError, DataError, UnknownNameError
 from cnnlab.models import create_model, get_model_info, list_models
-from cnnlab.train.config import TrainConfig, build_config
-from cnnlab.train.loop import Run
-from cnnlab.train.run import load_run
+from cnnlab.training import Run, TrainConfig, build_config, load_run
+from cnnlab.training import fit as train
+from cnnlab.training.evaluate import evaluate
 
 __version__ = "0.1.0"
 
@@ -32,5 +35,6 @@ __all__ = [
     "list_models",
     "load_dataset",
     "load_run",
+    "summary",
     "train",
 ]

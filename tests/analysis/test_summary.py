@@ -104,7 +104,7 @@ def test_errors_name_the_bad_value():
     with pytest.raises(ValueError, match="3x32x32"):
         summary("lenet5", (3, 32, 32))  # LeNet wants one channel
     with pytest.raises(ValueError, match="input_size"):
-        summary(nn.Conv2d(1, 1, 1))  # no default_input_size to fall back on
+        summary(nn.Conv2d(1, 1, 1))  # not built by the registry: no input size to fall back on
 
 
 def test_model_passed_in_is_left_as_it_was():

@@ -10,14 +10,33 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from cnnlab.analysis.table import to_markdown
 from cnnlab.cli import cli
 from cnnlab.data import DatasetSpec, load_dataset, register_dataset
 from cnnlab.errors import UnknownNameError
-from cnnlab.experiments import EXPERIMENTS, Settings, get_experiment, list_experiments, run_experiment
-from cnnlab.experiments.common import Outcome, Verdict, derived_dataset, markdown_table, mean_sd, register_experiment
+from cnnlab.experiments import (
+    EXPERIMENTS,
+    Settings,
+    get_experiment,
+    list_experiments,
+    run_experiment,
+)
+from cnnlab.experiments.common import (
+    Outcome,
+    Verdict,
+    derived_dataset,
+    mean_sd,
+    register_experiment,
+)
 from cnnlab.experiments.digit_augmentation import RandomRotate180
 from cnnlab.experiments.permuted_pixels import permute_pixels, pixel_permutation
-from cnnlab.experiments.receptive_field import centre_gradient, conv_stack, nonzero_extent, power_law_fit, profile_sigma
+from cnnlab.experiments.receptive_field import (
+    centre_gradient,
+    conv_stack,
+    nonzero_extent,
+    power_law_fit,
+    profile_sigma,
+)
 from cnnlab.viz.experiment_plots import plot_seeded_bars
 
 NAMES = ["degradation", "digit-augmentation", "ensemble", "permuted-pixels", "receptive-field", "weight-decay"]
@@ -48,7 +67,7 @@ def test_report_writer(tmp_path):
                       Verdict("a quarter is above a half", f"{measured}", "measured > 0.5", measured > 0.5)],
             metrics={"measured": measured, "nan": float("nan"), "tensor": torch.tensor([1.0, 2.0])},
             figures={"bars": plot_seeded_bars(["a", "b"], {"s": [[0.1, 0.2], [0.3]]})},
-            tables=[markdown_table(["x", "y"], [[1, 2]])],
+            tables=[to_markdown(["x", "y"], [[1, 2]])],
         )
 
     register_experiment("test-fake", "A fake experiment", "Numbers compare.")(fake)
@@ -60,7 +79,7 @@ def test_report_writer(tmp_path):
     assert "**HELD**: a quarter is below a half" in report
     assert "**DID NOT HOLD**: a quarter is above a half" in report
     assert "`cnnlab experiment test-fake` (quick mode)" in report
-    assert "CPU" in report and "![bars](bars.png)" in report and "| 1 | 2 |" in report
+    assert "CPU" in report and "![bars](bars.png)" in report and "| x | y |\n|---|---|\n| 1 | 2 |\n\n" in report
     record = json.loads((folder / "metrics.json").read_text())
     assert record["all_held"] is False
     assert record["metrics"] == {"measured": 0.25, "nan": None, "tensor": [1.0, 2.0]}

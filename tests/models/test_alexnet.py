@@ -108,7 +108,7 @@ def test_small_forward_backward_and_options(small, name):
     assert out.shape == (2, 7)
     out.square().mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
-    assert m.default_input_size == (1, *info.input_size[1:])
+    assert get_model_info(m).input_size == (1, *info.input_size[1:])
     # test_input_size is the smallest input: one pixel less fails.
     with torch.no_grad(), pytest.raises(RuntimeError):
         m(torch.randn(1, 1, info.test_input_size[1] - 1, info.test_input_size[2] - 1))

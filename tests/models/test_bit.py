@@ -57,7 +57,7 @@ def test_weight_standardisation_ignores_the_kernel_scale_and_offset():
 def test_options():
     model = meta_model("bit_r101x3", num_classes=37, in_chans=1)
     assert tuple(model(torch.empty(2, 1, 32, 32, device="meta")).shape) == (2, 37)
-    assert model.default_input_size == (1, 480, 480)
+    assert get_model_info(model).input_size == (1, 480, 480)
 
 
 @pytest.fixture(scope="module")

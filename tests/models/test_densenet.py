@@ -74,7 +74,7 @@ def test_options_num_classes_in_chans_memory_efficient():
     assert m.classifier.out_features == 10
     assert m.features.conv0.in_channels == 1
     assert all(layer.memory_efficient for layer in m.modules() if isinstance(layer, DenseLayer))
-    assert m.default_input_size == (1, 224, 224)
+    assert get_model_info(m).input_size == (1, 224, 224)
     assert "memory_efficient" in get_model_info("densenet121").options
 
 

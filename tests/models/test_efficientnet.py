@@ -106,7 +106,7 @@ def test_state_dict_matches_torchvision_efficientnet_b0():
 def test_options():
     model = meta_model("efficientnet_b3", num_classes=7, in_chans=1)
     assert tuple(model(torch.empty(2, 1, 64, 64, device="meta")).shape) == (2, 7)
-    assert model.default_input_size == (1, 300, 300)
+    assert get_model_info(model).input_size == (1, 300, 300)
 
 
 @pytest.fixture(scope="module")

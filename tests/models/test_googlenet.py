@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.layers.lrn import LocalResponseNorm
-from cnnlab.models import create_model
+from cnnlab.models import create_model, get_model_info
 from cnnlab.models.googlenet import GOOGLENET_TABLE1, GoogLeNetOutputs
 from tests.helpers import gmacs, macs, meta_model, n_params
 
@@ -152,7 +152,7 @@ def test_aux_logits_false_returns_logits_in_training():
     out = model(torch.randn(2, 1, 32, 32))
     assert isinstance(out, torch.Tensor) and out.shape == (2, 5)
     assert not hasattr(model, "aux1")
-    assert model.conv1.conv.in_channels == 1 and model.default_input_size == (1, 224, 224)
+    assert model.conv1.conv.in_channels == 1 and get_model_info(model).input_size == (1, 224, 224)
 
 
 def test_se_option_adds_one_squeeze_excite_per_module():

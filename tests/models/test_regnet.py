@@ -93,7 +93,7 @@ def test_options_change_the_head_and_the_stem():
     out = model(torch.empty(2, 1, 64, 64, device="meta"))
     assert tuple(out.shape) == (2, 10)
     assert model.stem[0].in_channels == 1
-    assert model.default_input_size == (1, 224, 224)
+    assert get_model_info(model).input_size == (1, 224, 224)
 
 
 @pytest.fixture(scope="module")

@@ -110,7 +110,7 @@ def test_num_classes_and_in_chans():
     model = meta_model("resnet50", num_classes=10, in_chans=1)
     assert model.fc.weight.shape == (10, 2048)
     assert model.conv1.weight.shape == (64, 1, 7, 7)
-    assert model.default_input_size == (1, 224, 224)
+    assert get_model_info(model).input_size == (1, 224, 224)
 
 
 def test_basic_block_nets_have_no_stride_option():
@@ -141,7 +141,7 @@ def test_metadata():
     assert "10-crop" in info.reported.note
     assert get_model_info("plain34").reported.top1 < get_model_info("resnet34").reported.top1
     model = meta_model("resnet18")
-    assert model.model_name == "resnet18" and "Deep Residual Learning" in model.paper
+    assert get_model_info(model).name == "resnet18" and "Deep Residual Learning" in get_model_info(model).paper
 
 
 def test_small_forward_backward_and_bn_modes():

@@ -10,8 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.models import create_model, get_model_info, list_models
 from cnnlab.layers.drop_path import DropPath
+from cnnlab.models import (
+    create_model,
+    get_model_info,
+    list_models,
+    main_output,
+    split_outputs,
+)
 
 REAL_PARAM_LIMIT = 70_000_000  # above this, real forward/backward only in the slow run
 
@@ -36,7 +42,7 @@ COUNTS = {name: param_count(name) for name in ALL}
 
 
 def test_registry_is_full():
-    # The course's zoo: the foundation, the first zoo issue and the second.
+    # The course's zoo: the foundation models and both waves of classic networks.
     for name in ("perceptron", "mlp", "lenet5", "alexnet", "vgg16", "nin", "googlenet", "bn_inception",
                  "inception_v4", "inception_resnet_v2", "resnet50", "resnet20", "plain56", "resnext50_32x4d",
                  "seresnet50", "densenet121", "vit_b_16", "deit_tiny", "swin_t", "zfnet", "prelu_net_a",
@@ -55,8 +61,22 @@ def test_metadata_and_meta_forward(name):
         model = create_model(name, num_classes=7, in_chans=info.input_size[0])
         model.eval()
         out = model(torch.empty(2, *info.input_size))
-    assert model.default_input_size == info.input_size and model.paper == info.paper
+    built = get_model_info(model)
+    assert built.name == name and built.input_size == info.input_size and built.paper == info.paper
+    # The record is one attribute; the old per-field stamps are gone.
+    assert not [a for a in ("model_name", "paper", "default_input_size", "reported") if hasattr(model, a)]
     assert tuple(out.shape) == (2, 7)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_published_parameter_counts_are_exact(name):
+    info = get_model_info(name)
+    assert info.params is not None, f"{name}: no parameter count in its registry entry"
+    assert COUNTS[name] == info.params
+    for variant in info.params_variants:
+        with torch.device("meta"):
+            model = create_model(name, **variant.options)
+        assert sum(p.numel() for p in model.parameters()) == variant.count, (name, variant.options)
 
 
 def _real_check(name: str) -> None:
@@ -65,10 +85,9 @@ def _real_check(name: str) -> None:
     model = create_model(name, num_classes=5, in_chans=size[0], **options)
     x = torch.randn(2, *size)
     model.train()
-    out = model(x)
-    logits = out[0] if isinstance(out, tuple) else out
+    logits, aux = split_outputs(model(x))
     assert logits.shape == (2, 5)
-    loss = logits.float().logsumexp(1).mean() + (sum(o.sum() for o in out[1:] if o is not None) if isinstance(out, tuple) else 0)
+    loss = logits.float().logsumexp(1).mean() + sum(o.sum() for o in aux)
     loss.backward()
     for pname, p in model.named_parameters():
         if p.requires_grad:
@@ -84,8 +103,7 @@ def _real_check(name: str) -> None:
     if stochastic:
         model.train()
         with torch.no_grad():
-            t = model(x)
-        t = t[0] if isinstance(t, tuple) else t
+            t = main_output(model(x))
         assert not torch.equal(t, e1), f"{name}: train and eval mode give the same output despite dropout/BN"
 
 

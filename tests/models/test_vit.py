@@ -80,7 +80,7 @@ def test_layer_norm_eps_is_1e_minus_6():
 def test_image_size_sets_the_position_embedding():
     m = meta_model("deit_tiny", image_size=64)
     assert m.encoder.pos_embedding.shape == (1, 17, 192)  # 4 x 4 patches + class token
-    assert m.default_input_size == (3, 64, 64)
+    assert get_model_info(m).input_size == (3, 64, 64)
     with pytest.raises(ValueError, match="built for 64x64.*got 32x32"):
         m(torch.empty(1, 3, 32, 32, device="meta"))
     with pytest.raises(ValueError, match="image_size 100"):

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from cnnlab.cli import cli
-from cnnlab.train.run import read_history
+from cnnlab.training.run import read_history
 from cnnlab.viz.curves import plot_curves, save_figure
 
 

@@ -13,11 +13,21 @@ stride 1 keeps the size ("same" padding; odd F only).
 
 from __future__ import annotations
 
+import ast
 import math
 from dataclasses import dataclass
 from typing import Sequence
 
-__all__ = ["ConvLayer", "PoolResult", "conv_layer", "conv_output_size", "conv_params", "pool2d", "same_padding"]
+__all__ = [
+    "ConvLayer",
+    "PoolResult",
+    "conv_layer",
+    "conv_output_size",
+    "conv_params",
+    "parse_matrix",
+    "pool2d",
+    "same_padding",
+]
 
 
 def _check_positive(**values: int) -> None:
@@ -99,7 +109,7 @@ class ConvLayer:
             if axis == "width" and w == h:
                 break
             exact = (n + 2 * p - reach) / s + 1
-            note = "" if exact == o else f"  (not a whole number: windows do not tile the input; PyTorch floors)"
+            note = "" if exact == o else "  (not a whole number: windows do not tile the input; PyTorch floors)"
             lines.append(f"output {axis}: (N - F + 2P) / S + 1 = ({n} - {reach} + 2*{p}) / {s} + 1 = {exact:g} -> {o}{note}")
         lines.append(f"output: {oh}x{ow}x{k} (one channel per filter)")
         per = f * f * c // self.groups
@@ -181,3 +191,14 @@ def pool2d(matrix: Sequence[Sequence[float]], size: int = 2, *, stride: int | No
             windows.append((i, j, values, result))
         output.append(out_row)
     return PoolResult(output, windows, mode, size, stride)
+
+
+def parse_matrix(text: str) -> list[list[float]]:
+    """``"1 2; 3 4"`` (rows separated by ``;``, values by spaces or commas) or ``"[[1, 2], [3, 4]]"``."""
+    try:
+        if text.strip().startswith("["):
+            return [[float(v) for v in row] for row in ast.literal_eval(text)]
+        return [[float(v) for v in row.replace(",", " ").split()] for row in text.split(";") if row.strip()]
+    except (ValueError, SyntaxError, TypeError) as e:
+        raise ValueError(f"bad matrix {text!r} ({e}); expected rows separated by ';', e.g. \"1 2; 3 4\", "
+                         "or a Python list of lists") from None

@@ -1,20 +1,190 @@
-"""Turning a :class:`~cnnlab.analysis.summary.Summary` into tables: rich, Markdown, CSV, dict."""
+"""A model summary as data and as text.
+
+The records :func:`cnnlab.analysis.summary` fills (:class:`Summary`, one :class:`LayerRow` per
+layer, :class:`TrainingMemory`, :class:`VideoCompute`) and their renderings: a rich table for
+the terminal, Markdown, CSV and a JSON-ready dict. The tables go through the one table writer,
+:mod:`cnnlab.analysis.table`. Nothing here runs a model.
+"""
 
 from __future__ import annotations
 
-import csv
 import io
-from typing import TYPE_CHECKING, Any
+import math
+from dataclasses import dataclass, field
+from typing import Any
 
+import torch
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-if TYPE_CHECKING:
-    from cnnlab.analysis.summary import LayerRow, Summary, VideoCompute
+from cnnlab.analysis.receptive_field import Field
+from cnnlab.analysis.table import to_csv, to_markdown, to_rich
 
-__all__ = ["human", "render_text", "summary_csv", "summary_dict", "summary_markdown", "summary_renderable", "video_lines"]
+__all__ = [
+    "LayerRow",
+    "MEMORY_DTYPES",
+    "OPTIMIZER_STATES",
+    "Summary",
+    "TrainingMemory",
+    "VideoCompute",
+    "human",
+    "mib",
+    "render_text",
+    "shape_text",
+    "summary_csv",
+    "summary_dict",
+    "summary_markdown",
+    "summary_renderable",
+    "total_lines",
+    "video_lines",
+]
 
+# Values an optimizer keeps per parameter: SGD none, SGD with momentum one velocity, Adam/AdamW
+# two moment estimates.
+OPTIMIZER_STATES: dict[str, int] = {"sgd": 0, "momentum": 1, "adam": 2}
+# Storage types the memory estimates are offered in (`cnnlab summary --dtype`).
+MEMORY_DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One row of the summary: a layer, a block collapsed by ``depth``, or a container's own ops."""
+
+    name: str  # qualified module name, "features.0"; "(model)" for the model's own ops
+    type: str  # class name; "Bottleneck (own ops)" for what a container computes itself
+    depth: int  # nesting level, 1 = child of the model
+    output_shape: tuple[int, ...] | None  # one image, batch dimension dropped
+    params: int  # parameters of this layer (of the whole block when collapsed)
+    trainable_params: int
+    macs: int  # multiply-accumulates for one image
+    other_ops: int  # every other arithmetic op for one image (see counting rules)
+    activations: int  # values of fresh tensors produced, one image (0 for in-place and views)
+    field: Field | None  # receptive field of the output in input pixels; None when untracked
+    calls: int = 1  # times the module ran in one forward (shared modules run more than once)
+
+
+@dataclass(frozen=True)
+class TrainingMemory:
+    """Estimate of the memory one training step needs (device memory, excluding workspace).
+
+    weights + gradients (one per weight) + optimizer state (``states`` per weight) + the
+    activations saved for the backward pass (every fresh layer output and the input, for the
+    whole batch). Frameworks' allocator overhead, cuDNN workspaces and temporaries inside a
+    layer are not included, so read it as a lower bound.
+    """
+
+    batch_size: int
+    bytes_per_value: int  # of the dtype everything is stored in
+    optimizer: str
+    weights: int  # bytes
+    gradients: int
+    optimizer_state: int
+    activations: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.gradients + self.optimizer_state + self.activations
+
+
+@dataclass
+class Summary:
+    """The numbers the lectures compute by hand, for one model and input size."""
+
+    model_name: str
+    input_size: tuple[int, ...]  # (C, H, W) of one image
+    dtype: torch.dtype
+    batch_size: int  # for the training-memory estimate; counts are per image
+    rows: list[LayerRow]
+    total_params: int
+    trainable_params: int
+    macs: int  # multiply-accumulates, one image: the papers' "FLOPs"
+    other_ops: int
+    activations: int  # values of all fresh layer outputs, one image (input excluded)
+    macs_by_kind: dict[str, int] = field(default_factory=dict)  # conv, linear, matmul
+    other_ops_by_kind: dict[str, int] = field(default_factory=dict)
+    unused_params: int = 0  # in modules that never ran (auxiliary heads in eval mode)
+    uncounted: dict[str, int] = field(default_factory=dict)  # computing ops with no counting rule
+    optimizer: str = "momentum"
+
+    @property
+    def flops(self) -> int:
+        """Floating-point operations, counting a multiply and an add per MAC: 2 x macs."""
+        return 2 * self.macs
+
+    @property
+    def input_values(self) -> int:
+        return math.prod(self.input_size)
+
+    @property
+    def bytes_per_value(self) -> int:
+        return torch.empty((), dtype=self.dtype, device="meta").element_size()
+
+    @property
+    def forward_memory(self) -> int:
+        """Bytes of the input and every layer output of one image's forward pass."""
+        return (self.input_values + self.activations) * self.bytes_per_value
+
+    @property
+    def training_memory(self) -> TrainingMemory:
+        b = self.bytes_per_value
+        return TrainingMemory(
+            batch_size=self.batch_size,
+            bytes_per_value=b,
+            optimizer=self.optimizer,
+            weights=self.total_params * b,
+            gradients=self.trainable_params * b,
+            optimizer_state=OPTIMIZER_STATES[self.optimizer] * self.trainable_params * b,
+            activations=self.batch_size * (self.input_values + self.activations) * b,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return summary_dict(self)
+
+    def to_markdown(self) -> str:
+        return summary_markdown(self)
+
+    def to_csv(self) -> str:
+        return summary_csv(self)
+
+    def __rich_console__(self, console, options):
+        yield summary_renderable(self, width=options.max_width)
+
+    def __str__(self) -> str:
+        return render_text(self)
+
+
+@dataclass(frozen=True)
+class VideoCompute:
+    """Compute to run a network on every frame of a video, the lectures' way.
+
+    Convention: the convolutional layers slide over the whole frame, so their MACs scale with
+    the pixel count (frame pixels / input pixels); the fully connected head is left out (it
+    is tied to the crop size), and one MAC counts as one "FLOP", as in the papers' tables.
+    ``flops_per_second`` doubles that for readers who count a multiply and an add.
+    """
+
+    width: int
+    height: int
+    fps: float
+    conv_macs: int  # convolution MACs for one input image
+    scale: float  # frame pixels / input pixels
+    all_macs: int  # every MAC for one input image (for the whole-network alternative)
+
+    @property
+    def macs_per_second(self) -> float:
+        return self.conv_macs * self.scale * self.fps
+
+    @property
+    def flops_per_second(self) -> float:
+        return 2 * self.macs_per_second
+
+    @property
+    def whole_network_macs_per_second(self) -> float:
+        return self.all_macs * self.scale * self.fps
+
+
+# --- text -------------------------------------------------------------------------------------
 _PREFIXES = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]
 
 
@@ -47,8 +217,8 @@ def _field_cells(row: LayerRow) -> tuple[str, str, str]:
     return f.describe("size"), f.describe("jump"), f.describe("start")
 
 
-def _columns() -> list[str]:
-    return ["layer", "type", "output", "params", "MACs", "other ops", "activations", "MB", "RF", "jump", "start"]
+COLUMNS = ("layer", "type", "output", "params", "MACs", "other ops", "activations", "MB", "RF", "jump", "start")
+NUMERIC = ("params", "MACs", "other ops", "activations", "MB", "RF", "jump", "start")  # right-aligned
 
 
 def _row_cells(s: Summary, row: LayerRow) -> list[str]:
@@ -130,17 +300,11 @@ _OPTIONAL = [("other ops", 140), ("MB", 140), ("start", 115), ("jump", 115)]
 def summary_renderable(s: Summary, video: VideoCompute | None = None, *, width: int | None = None) -> Group:
     """The table and totals; at ``width`` below ~140 characters the least needed columns go."""
     title = f"{s.model_name}: input {shape_text(s.input_size)}, per image, activations in {_dtype_name(s)}"
-    table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False, box=None)
-    numeric = {"params", "MACs", "other ops", "activations", "MB", "RF", "jump", "start"}
     dropped = {col for col, needs in _OPTIONAL if width is not None and width < needs}
-    keep = [i for i, col in enumerate(_columns()) if col not in dropped]
-    for i in keep:
-        col = _columns()[i]
-        table.add_column(col, justify="right" if col in numeric else "left", no_wrap=col not in ("type", "layer"),
-                         overflow="fold")
-    for row in s.rows:
-        cells = _row_cells(s, row)
-        table.add_row(*(cells[i] for i in keep))
+    keep = [i for i, col in enumerate(COLUMNS) if col not in dropped]
+    cells = [_row_cells(s, row) for row in s.rows]
+    table = to_rich([COLUMNS[i] for i in keep], [[c[i] for i in keep] for c in cells], title=title, right=NUMERIC,
+                    wrap=("type", "layer"), boxed=False)
     totals = Table.grid(padding=(0, 2))
     totals.add_column(style="bold")
     totals.add_column()
@@ -222,27 +386,19 @@ def summary_dict(s: Summary, video: VideoCompute | None = None) -> dict[str, Any
 
 
 def summary_markdown(s: Summary, video: VideoCompute | None = None) -> str:
-    cols = _columns()
-    right = {"params", "MACs", "other ops", "activations", "MB", "RF", "jump", "start"}
     lines = [
         f"**{s.model_name}**, input {shape_text(s.input_size)}, per image",
         "",
-        "| " + " | ".join(cols) + " |",
-        "|" + "|".join("---:" if c in right else "---" for c in cols) + "|",
+        to_markdown(COLUMNS, [_row_cells(s, row) for row in s.rows], right=NUMERIC).rstrip("\n"),
+        "",
     ]
-    for row in s.rows:
-        lines.append("| " + " | ".join(_row_cells(s, row)) + " |")
-    lines.append("")
     for label, value in total_lines(s) + (video_lines(s, video) if video else []):
         lines.append(f"- **{label.strip()}**: {value}")
     return "\n".join(lines) + "\n"
 
 
 def summary_csv(s: Summary) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["name", "type", "output_shape", "params", "macs", "other_ops", "activations", "receptive_field", "jump", "start"])
-    for r in s.rows:
-        rf, jump, start = _field_cells(r)
-        writer.writerow([r.name, r.type, shape_text(r.output_shape), r.params, r.macs, r.other_ops, r.activations, rf, jump, start])
-    return out.getvalue()
+    headers = ["name", "type", "output_shape", "params", "macs", "other_ops", "activations", "receptive_field", "jump", "start"]
+    rows = [[r.name, r.type, shape_text(r.output_shape), r.params, r.macs, r.other_ops, r.activations, *_field_cells(r)]
+            for r in s.rows]
+    return to_csv(headers, rows)

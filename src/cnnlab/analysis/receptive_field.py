@@ -12,20 +12,48 @@ and whose first unit is centred on input pixel ``start``:
 Distill, https://distill.pub/2019/computing-receptive-fields/). A stack of L n x n stride-1
 convolutions therefore sees 1 + L(n - 1) pixels: two 3x3 see 5x5, three see 7x7.
 
-For whole networks :class:`Field` values travel with the tensors of a forward pass (see
-:mod:`cnnlab.analysis.counting`): convolutions and poolings grow them by the rule above,
-elementwise ops, concatenations and additions take the largest field of their inputs, and
-ops that mix every position (global pooling, a fully connected layer on flattened features,
-attention) make the field the whole image ("global").
+For whole networks :class:`Field` values travel with the tensors of a forward pass (the
+:class:`~cnnlab.analysis.tracer.Tracer` calls :func:`field_after` for every ATen op):
+convolutions and poolings grow them by the rule above, elementwise ops, concatenations and
+additions take the largest field of their inputs, and ops that mix every position (global
+pooling, a fully connected layer on flattened features, attention) make the field the whole
+image ("global").
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
-__all__ = ["Field", "LayerSpec", "field_of_stack", "grow", "stacked_field", "widest"]
+from torch import Tensor
+
+from cnnlab.analysis.ops import (
+    ADAPTIVE_POOLS,
+    CONVS,
+    FUSED_ATTENTION,
+    INTERPOLATIONS,
+    MATMULS,
+    NEAREST,
+    REDUCTIONS,
+    WINDOW_POOLS,
+    OpCall,
+    aten,
+    matmul_operands,
+)
+
+__all__ = [
+    "Field",
+    "LayerSpec",
+    "StackWorking",
+    "field_after",
+    "field_of_stack",
+    "grow",
+    "stack_working",
+    "stacked_field",
+    "widest",
+]
 
 
 @dataclass(frozen=True)
@@ -114,8 +142,6 @@ class LayerSpec:
     @classmethod
     def parse(cls, text: str) -> LayerSpec:
         """``3`` (3x3, stride 1), ``2s2`` (2x2 stride 2), ``3s1p1``, ``3d2`` (dilation 2)."""
-        import re
-
         m = re.fullmatch(r"(\d+)(?:s(\d+))?(?:p(\d+))?(?:d(\d+))?", text.strip())
         if not m:
             raise ValueError(f"bad layer {text!r}; expected KERNEL[sSTRIDE][pPADDING][dDILATION], e.g. 3, 2s2, 3s1p1, 3d2")
@@ -150,3 +176,138 @@ def stacked_field(num_layers: int, kernel: int) -> int:
     if num_layers < 0 or kernel < 1:
         raise ValueError(f"need num_layers >= 0 and kernel >= 1, got {num_layers} and {kernel}")
     return 1 + num_layers * (kernel - 1)
+
+
+@dataclass(frozen=True)
+class StackWorking:
+    """A plain stack's receptive field layer by layer, with the working (``cnnlab conv field``)."""
+
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "layer", "kernel", "field r", "jump j", "start", "working: r_out = r_in + (k - 1) * dilation * j_in",
+    )
+    NUMERIC: ClassVar[tuple[str, ...]] = ("field r", "jump j", "start")
+
+    layers: tuple[LayerSpec, ...]
+    fields: tuple[Field, ...]  # after each layer, from one input pixel (1-D view)
+
+    def rows(self) -> list[list[str]]:
+        """One row per layer: its number, the layer, r, j, start and the rule with its numbers."""
+        rows = []
+        r_in, j_in = 1.0, 1.0
+        for i, (spec, f) in enumerate(zip(self.layers, self.fields), start=1):
+            working = f"{r_in:g} + ({spec.kernel} - 1) * {spec.dilation} * {j_in:g} = {f.size[0]:g}"
+            rows.append([str(i), str(spec), f"{f.size[0]:g}", f"{f.jump[0]:g}", f"{f.start[0]:g}", working])
+            r_in, j_in = f.size[0], f.jump[0]
+        return rows
+
+    def closed_form(self) -> str | None:
+        """The 1 + L(n - 1) line when every layer is the same n x n stride-1, undilated window."""
+        first = self.layers[0]
+        if len({(s.kernel, s.stride, s.dilation) for s in self.layers}) != 1 or first.stride != 1 or first.dilation != 1:
+            return None
+        n, L = first.kernel, len(self.layers)
+        return f"closed form for {L} stacked {n}x{n} stride-1 layers: 1 + L(n - 1) = 1 + {L}*({n} - 1) = {stacked_field(L, n)}"
+
+
+def stack_working(layers: Sequence[LayerSpec | str]) -> StackWorking:
+    """The field after each layer of a stack given as specs or texts such as ``"3"``, ``"2s2"``."""
+    specs = tuple(LayerSpec.parse(s) if isinstance(s, str) else s for s in layers)
+    if not specs:
+        raise ValueError("need at least one layer, e.g. 3 3 3")
+    return StackWorking(specs, tuple(field_of_stack(specs)))
+
+
+# --- tracing a forward pass, one ATen op at a time ------------------------------------------------
+def field_after(
+    call: OpCall,
+    in_fields: Sequence[Field],
+    *,
+    image: tuple[int, ...],
+    batch: int,
+    is_activation: Callable[[Tensor], bool],
+) -> Field:
+    """The field of ``call``'s result, given the fields of its inputs computed from the image.
+
+    ``image``: the input's spatial size; ``batch``: images in the forward pass;
+    ``is_activation(t)``: whether ``t`` carries a field (was computed from the image).
+    """
+    packet = call.packet
+    base = widest(in_fields)
+    first = call.result
+    n = len(image)
+    out_grid = tuple(first.shape[-n:]) if first is not None and first.dim() >= n + 1 else base.grid
+
+    if packet in CONVS:
+        k = tuple(call.args[1].shape[2:])
+        if call.is_transposed_conv:
+            # A transposed convolution spreads each unit over k outputs `stride` apart:
+            # the jump shrinks by the stride and the field grows by (k - 1) new jumps.
+            jump = tuple(j / s for j, s in zip(base.jump, _tail(call.arg("stride"), n)))
+            thin = Field(base.size, jump, base.start, base.grid, base.is_global)
+            return grow(thin, k, grid=out_grid)
+        return grow(base, k, stride=call.arg("stride"), padding=call.arg("padding"), dilation=call.arg("dilation"),
+                    grid=out_grid)
+    if (packet in WINDOW_POOLS or packet is aten.constant_pad_nd) and not _spatial(call.args[0], base, n):
+        return base  # a window over other axes (LRN's pool across channels) leaves the field alone
+    if packet in WINDOW_POOLS:
+        kernel = call.arg("kernel_size")
+        stride = call.arg("stride") or kernel  # PyTorch: stride defaults to the kernel
+        dilation = call.arg("dilation") or 1
+        return grow(base, kernel, stride=stride, padding=call.arg("padding"), dilation=dilation, grid=out_grid)
+    if packet in ADAPTIVE_POOLS:
+        size_in = tuple(call.args[0].shape[-n:])
+        if all(o == 1 for o in out_grid) and math.prod(size_in) > 1:
+            return base.made_global(image)
+        # Approximation: an adaptive pool as a fixed window of ceil(in/out), stride in // out.
+        kernel = tuple(-(-i // o) for i, o in zip(size_in, out_grid))
+        stride = tuple(max(i // o, 1) for i, o in zip(size_in, out_grid))
+        return grow(base, kernel, stride=stride, grid=out_grid)
+    if packet in FUSED_ATTENTION:
+        return base.made_global(image)
+    if packet in MATMULS:
+        a, b = matmul_operands(call)
+        if is_activation(a) and is_activation(b):
+            return base.made_global(image)  # attention: every token sees every token
+        # A weight applied per position (1x1 conv, a transformer's MLP) keeps the field; one
+        # applied to a flattened map (a classifier on features) sees every position.
+        rows = (a.numel() // a.shape[-1]) if is_activation(a) else (b.numel() // b.shape[-2])
+        if rows // max(batch, 1) < base.positions:
+            return base.made_global(image)
+        return base
+    if packet in REDUCTIONS:
+        return _reduced(call, base, image)
+    if packet in INTERPOLATIONS or packet in NEAREST:
+        size_in = tuple(call.args[0].shape[-n:])
+        jump = tuple(j * i / o for j, i, o in zip(base.jump, size_in, out_grid))
+        return Field(base.size, jump, base.start, out_grid, base.is_global)
+    if packet is aten.constant_pad_nd:
+        pad = list(call.arg("pad"))
+        before = [pad[2 * i] if 2 * i < len(pad) else 0 for i in range(n)][::-1]  # pad lists the last axis first
+        start = tuple(s - p * j for s, p, j in zip(base.start, before, base.jump))
+        return Field(base.size, base.jump, start, out_grid, base.is_global)
+    return base
+
+
+def _spatial(x: Tensor, base: Field, n: int) -> bool:
+    """Whether ``x``'s last ``n`` axes are the map the field describes (N, C, H, W layout)."""
+    return x.dim() >= n + 1 and tuple(x.shape[-n:]) == base.grid
+
+
+def _reduced(call: OpCall, base: Field, image: tuple[int, ...]) -> Field:
+    x = call.args[0]
+    dims = call.arg("dim")
+    if dims is None or dims == []:
+        return base.made_global(image)
+    dims = {d % x.dim() for d in ([dims] if isinstance(dims, int) else dims)}
+    n = len(image)
+    if _spatial(x, base, n) and dims & set(range(x.dim() - n, x.dim())):
+        return base.made_global(image)  # global pooling over H, W
+    if x.dim() == 3 and x.shape[1] >= base.positions and 1 in dims:
+        return base.made_global(image)  # mean over a transformer's tokens
+    return base
+
+
+def _tail(value: Any, n: int) -> tuple[int, ...]:
+    value = [value] if isinstance(value, int) else list(value)
+    value = value * n if len(value) == 1 else value
+    return tuple(value[-n:])

@@ -1,10 +1,10 @@
 """One table per model: what each layer outputs, holds, computes and sees.
 
 ``summary(model)`` runs one forward pass of a single image under a
-:class:`~cnnlab.analysis.counting.Tracer` (on ``torch.device("meta")`` when given a model
+:class:`~cnnlab.analysis.tracer.Tracer` (on ``torch.device("meta")`` when given a model
 name, so nothing is allocated and even the largest models take a second) and returns a
-:class:`Summary`: one :class:`LayerRow` per layer, the totals, and the memory a training step
-needs. ``profile(model)`` is the cheap version: parameters and MACs only.
+:class:`~cnnlab.analysis.format.Summary`: one row per layer, the totals, and the memory a
+training step needs. ``profile(model)`` is the cheap version: parameters and MACs only.
 """
 
 from __future__ import annotations
@@ -14,15 +14,14 @@ import math
 import re
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
-from cnnlab.analysis.counting import ModuleStats, Tracer, count_ops, inference
-from cnnlab.analysis.receptive_field import Field
-from cnnlab.models import create_model
+from cnnlab.analysis.format import OPTIMIZER_STATES, LayerRow, Summary, TrainingMemory, VideoCompute
+from cnnlab.analysis.tracer import ModuleStats, Tracer, count_ops, inference
+from cnnlab.models import create_model, get_model_info, model_label
 
 __all__ = [
     "LayerRow",
@@ -32,131 +31,11 @@ __all__ = [
     "VideoCompute",
     "build_model",
     "parse_input_size",
+    "parse_video",
     "profile",
     "summary",
     "video_compute",
 ]
-
-# Values an optimizer keeps per parameter: SGD none, SGD with momentum one velocity, Adam/AdamW
-# two moment estimates.
-OPTIMIZER_STATES: dict[str, int] = {"sgd": 0, "momentum": 1, "adam": 2}
-
-
-@dataclass(frozen=True)
-class LayerRow:
-    """One row of the summary: a layer, a block collapsed by ``depth``, or a container's own ops."""
-
-    name: str  # qualified module name, "features.0"; "(model)" for the model's own ops
-    type: str  # class name; "Bottleneck (own ops)" for what a container computes itself
-    depth: int  # nesting level, 1 = child of the model
-    output_shape: tuple[int, ...] | None  # one image, batch dimension dropped
-    params: int  # parameters of this layer (of the whole block when collapsed)
-    trainable_params: int
-    macs: int  # multiply-accumulates for one image
-    other_ops: int  # every other arithmetic op for one image (see counting rules)
-    activations: int  # values of fresh tensors produced, one image (0 for in-place and views)
-    field: Field | None  # receptive field of the output in input pixels; None when untracked
-    calls: int = 1  # times the module ran in one forward (shared modules run more than once)
-
-
-@dataclass(frozen=True)
-class TrainingMemory:
-    """Estimate of the memory one training step needs (device memory, excluding workspace).
-
-    weights + gradients (one per weight) + optimizer state (``states`` per weight) + the
-    activations saved for the backward pass (every fresh layer output and the input, for the
-    whole batch). Frameworks' allocator overhead, cuDNN workspaces and temporaries inside a
-    layer are not included, so read it as a lower bound.
-    """
-
-    batch_size: int
-    bytes_per_value: int  # of the dtype everything is stored in
-    optimizer: str
-    weights: int  # bytes
-    gradients: int
-    optimizer_state: int
-    activations: int
-
-    @property
-    def total(self) -> int:
-        return self.weights + self.gradients + self.optimizer_state + self.activations
-
-
-@dataclass
-class Summary:
-    """The numbers the lectures compute by hand, for one model and input size."""
-
-    model_name: str
-    input_size: tuple[int, ...]  # (C, H, W) of one image
-    dtype: torch.dtype
-    batch_size: int  # for the training-memory estimate; counts are per image
-    rows: list[LayerRow]
-    total_params: int
-    trainable_params: int
-    macs: int  # multiply-accumulates, one image: the papers' "FLOPs"
-    other_ops: int
-    activations: int  # values of all fresh layer outputs, one image (input excluded)
-    macs_by_kind: dict[str, int] = field(default_factory=dict)  # conv, linear, matmul
-    other_ops_by_kind: dict[str, int] = field(default_factory=dict)
-    unused_params: int = 0  # in modules that never ran (auxiliary heads in eval mode)
-    uncounted: dict[str, int] = field(default_factory=dict)  # computing ops with no counting rule
-    optimizer: str = "momentum"
-
-    @property
-    def flops(self) -> int:
-        """Floating-point operations, counting a multiply and an add per MAC: 2 x macs."""
-        return 2 * self.macs
-
-    @property
-    def input_values(self) -> int:
-        return math.prod(self.input_size)
-
-    @property
-    def bytes_per_value(self) -> int:
-        return torch.empty((), dtype=self.dtype, device="meta").element_size()
-
-    @property
-    def forward_memory(self) -> int:
-        """Bytes of the input and every layer output of one image's forward pass."""
-        return (self.input_values + self.activations) * self.bytes_per_value
-
-    @property
-    def training_memory(self) -> TrainingMemory:
-        b = self.bytes_per_value
-        return TrainingMemory(
-            batch_size=self.batch_size,
-            bytes_per_value=b,
-            optimizer=self.optimizer,
-            weights=self.total_params * b,
-            gradients=self.trainable_params * b,
-            optimizer_state=OPTIMIZER_STATES[self.optimizer] * self.trainable_params * b,
-            activations=self.batch_size * (self.input_values + self.activations) * b,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        from cnnlab.analysis.format import summary_dict
-
-        return summary_dict(self)
-
-    def to_markdown(self) -> str:
-        from cnnlab.analysis.format import summary_markdown
-
-        return summary_markdown(self)
-
-    def to_csv(self) -> str:
-        from cnnlab.analysis.format import summary_csv
-
-        return summary_csv(self)
-
-    def __rich_console__(self, console, options):
-        from cnnlab.analysis.format import summary_renderable
-
-        yield summary_renderable(self, width=options.max_width)
-
-    def __str__(self) -> str:
-        from cnnlab.analysis.format import render_text
-
-        return render_text(self)
 
 
 # --- building and running -------------------------------------------------------------------
@@ -199,11 +78,12 @@ def _resolve(model_or_name: nn.Module | str, input_size, device) -> tuple[nn.Mod
         name = model_or_name
     else:
         model = model_or_name
-        name = getattr(model, "model_name", type(model).__name__)
+        name = model_label(model)
     if input_size is None:
-        input_size = getattr(model, "default_input_size", None)
-        if input_size is None:
-            raise ValueError(f"{name} has no default_input_size; pass input_size, e.g. (3, 224, 224)")
+        info = get_model_info(model, default=None)
+        if info is None:
+            raise ValueError(f"{name} has no registry input size; pass input_size, e.g. (3, 224, 224)")
+        input_size = info.input_size
     return model, name, parse_input_size(input_size)
 
 
@@ -213,8 +93,9 @@ def _input_errors(model: nn.Module, size: tuple[int, ...]):
     try:
         yield
     except RuntimeError as e:
-        name = getattr(model, "model_name", type(model).__name__)
-        expected = getattr(model, "default_input_size", None)
+        name = model_label(model)
+        info = get_model_info(model, default=None)
+        expected = info.input_size if info is not None else None
         hint = f"; its paper uses {'x'.join(map(str, expected))}" if expected else ""
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"{name} cannot run on input {'x'.join(map(str, size))}{hint} ({first})") from e
@@ -251,7 +132,7 @@ def summary(
 
     ``model_or_name``: a module (run where its parameters are, or on ``device``) or a registered
     name (built and run on ``device``, by default meta). ``input_size``: (C, H, W), default the model's
-    ``default_input_size``. ``batch_size``, ``dtype`` and ``optimizer`` ("sgd", "momentum",
+    input size in its registry info (``get_model_info(model).input_size``). ``batch_size``, ``dtype`` and ``optimizer`` ("sgd", "momentum",
     "adam") only shape the memory estimate; counts are per image. ``depth``: show modules down
     to this nesting level, deeper ones folded into their block; None shows every layer.
     """
@@ -367,36 +248,6 @@ def _rows(model: nn.Module, stats: dict[str, ModuleStats], depth: int | None, us
 
 
 # --- real-time video ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class VideoCompute:
-    """Compute to run a network on every frame of a video, the lectures' way.
-
-    Convention: the convolutional layers slide over the whole frame, so their MACs scale with
-    the pixel count (frame pixels / input pixels); the fully connected head is left out (it
-    is tied to the crop size), and one MAC counts as one "FLOP", as in the papers' tables.
-    ``flops_per_second`` doubles that for readers who count a multiply and an add.
-    """
-
-    width: int
-    height: int
-    fps: float
-    conv_macs: int  # convolution MACs for one input image
-    scale: float  # frame pixels / input pixels
-    all_macs: int  # every MAC for one input image (for the whole-network alternative)
-
-    @property
-    def macs_per_second(self) -> float:
-        return self.conv_macs * self.scale * self.fps
-
-    @property
-    def flops_per_second(self) -> float:
-        return 2 * self.macs_per_second
-
-    @property
-    def whole_network_macs_per_second(self) -> float:
-        return self.all_macs * self.scale * self.fps
-
-
 def parse_video(text: str) -> tuple[int, int, float]:
     """``"1920x1080@30"`` -> (1920, 1080, 30.0)."""
     m = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*@\s*(\d+(?:\.\d+)?)\s*", text)

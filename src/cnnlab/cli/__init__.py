@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from cnnlab.cli import analysis, data, evaluate, experiment, models, scratch, train, viz  # noqa: F401  (register verbs)
+from cnnlab.cli import analysis, data, evaluate, experiment, explain, models, scratch, serve, train, viz  # noqa: F401  (register verbs)
 from cnnlab.cli.common import cli
 from cnnlab.errors import CnnlabError
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import ast
 import sys
 from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 
+from cnnlab.analysis.format import MEMORY_DTYPES, OPTIMIZER_STATES
+from cnnlab.analysis.table import FORMATS
 from cnnlab.cli.common import cli
 
 
@@ -26,12 +26,12 @@ def _analysis_console() -> Console:
               help="Fold modules nested deeper than this level into one row per block.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
               help="Batch size of the training-memory estimate (counts are per image).")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
+@click.option("--dtype", type=click.Choice(MEMORY_DTYPES), default="float32", show_default=True,
               help="Storage type for memory in MB.")
-@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="momentum", show_default=True,
+@click.option("--optimizer", type=click.Choice(list(OPTIMIZER_STATES)), default="momentum", show_default=True,
               help="Optimizer state in the training estimate: 0, 1 or 2 values per weight.")
 @click.option("--video", default=None, metavar="WxH@FPS", help="Add the compute a real-time stream needs, e.g. 1920x1080@30.")
-@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 def summary_command(model, input_size, depth, batch_size, dtype, optimizer, video, fmt) -> None:
     """Per-layer table: output shape, parameters, MACs, activations, receptive field; then totals.
 
@@ -44,11 +44,7 @@ def summary_command(model, input_size, depth, batch_size, dtype, optimizer, vide
     import torch
 
     from cnnlab.analysis import summary, video_compute
-    from cnnlab.analysis.format import (
-        summary_dict,
-        summary_markdown,
-        summary_renderable,
-    )
+    from cnnlab.analysis.format import summary_csv, summary_dict, summary_markdown, summary_renderable
 
     try:
         s = summary(model, input_size, batch_size=batch_size, dtype=getattr(torch, dtype), depth=depth, optimizer=optimizer)
@@ -61,7 +57,7 @@ def summary_command(model, input_size, depth, batch_size, dtype, optimizer, vide
     elif fmt == "markdown":
         click.echo(summary_markdown(s, v), nl=False)
     elif fmt == "csv":
-        click.echo(s.to_csv(), nl=False)
+        click.echo(summary_csv(s), nl=False)
     else:
         click.echo(json.dumps(summary_dict(s, v), indent=2))
 
@@ -107,15 +103,13 @@ def conv_pool_command(matrix, size, stride, mode) -> None:
 
     MATRIX: rows separated by ';', e.g. `cnnlab conv pool "1 1 2 4; 5 6 7 8; 3 2 1 0; 1 2 3 4"`.
     """
-    from cnnlab.analysis import pool2d
+    from cnnlab.analysis.conv_arith import parse_matrix, pool2d
 
     try:
-        rows = ast.literal_eval(matrix) if matrix.strip().startswith("[") else [
-            [float(v) for v in row.replace(",", " ").split()] for row in matrix.split(";") if row.strip()
-        ]
+        rows = parse_matrix(matrix)
         result = pool2d(rows, size, stride=stride, mode=mode)
-    except (ValueError, SyntaxError) as e:
-        raise click.UsageError(f"{e}; MATRIX is rows separated by ';', e.g. \"1 2; 3 4\", or a Python list of lists") from None
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
     width = max(len(f"{v:g}") for r in rows for v in r)
     click.echo("input:")
     for r in rows:
@@ -134,25 +128,17 @@ def conv_field_command(layers) -> None:
 
     Each layer is KERNEL[sSTRIDE][pPADDING][dDILATION]: `cnnlab conv field 3 3 3` (three 3x3 convs), `cnnlab conv field 3 3 2s2 3 3 2s2` (VGG's first blocks).
     """
-    from cnnlab.analysis import LayerSpec, field_of_stack, stacked_field
+    from cnnlab.analysis import StackWorking, stack_working
+    from cnnlab.analysis.table import to_rich
 
     try:
-        specs = [LayerSpec.parse(t) for t in layers]
+        working = stack_working(layers)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    table = Table(box=None, header_style="bold")
-    for col in ("layer", "kernel", "field r", "jump j", "start", "working: r_out = r_in + (k - 1) * dilation * j_in"):
-        table.add_column(col, justify="right" if col in ("field r", "jump j", "start") else "left")
-    r_in, j_in = 1, 1
-    for i, (spec, f) in enumerate(zip(specs, field_of_stack(specs)), start=1):
-        working = f"{r_in:g} + ({spec.kernel} - 1) * {spec.dilation} * {j_in:g} = {f.size[0]:g}"
-        table.add_row(str(i), str(spec), f"{f.size[0]:g}", f"{f.jump[0]:g}", f"{f.start[0]:g}", working)
-        r_in, j_in = f.size[0], f.jump[0]
-    _analysis_console().print(table)
-    uniform = len({(s.kernel, s.stride, s.dilation) for s in specs}) == 1 and specs[0].stride == specs[0].dilation == 1
-    if uniform:
-        n, L = specs[0].kernel, len(specs)
-        click.echo(f"closed form for {L} stacked {n}x{n} stride-1 layers: 1 + L(n - 1) = 1 + {L}*({n} - 1) = {stacked_field(L, n)}")
+    cols = StackWorking.COLUMNS
+    _analysis_console().print(to_rich(cols, working.rows(), right=StackWorking.NUMERIC, wrap=cols[-1:], boxed=False))
+    if working.closed_form():
+        click.echo(working.closed_form())
     click.echo("jump: input pixels between neighbouring units (the product of the strides so far); "
                "start: centre of the first unit's field, in input pixels (padding moves it left).")
 

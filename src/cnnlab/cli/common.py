@@ -7,16 +7,42 @@ from __future__ import annotations
 
 import ast
 import sys
+from typing import Callable
 
 import click
 from rich.console import Console
-from rich.table import Table
+
+from cnnlab.analysis.table import render
+from cnnlab.data import SPLITS
+from cnnlab.data.image import INVERT_MODES
+from cnnlab.training.device import DEVICES
+from cnnlab.training.run import WEIGHTS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="cnnlab")
 def cli() -> None:
     """cnnlab: build, inspect, train and understand convolutional networks."""
+
+
+# --- options whose choices come from the library's constants ------------------------------
+
+
+def device_option(*, default: str | None = "auto", help: str = "Device to run on (auto: CUDA, else MPS, else CPU).") -> Callable:
+    return click.option("--device", type=click.Choice(DEVICES), default=default, show_default=default is not None, help=help)
+
+
+def split_option(*, default: str = "test", help: str = "Dataset split.") -> Callable:
+    return click.option("--split", type=click.Choice(SPLITS), default=default, show_default=True, help=help)
+
+
+def weights_option(*, default: str = "best", help: str = "The run's best (validation) or last weights.") -> Callable:
+    return click.option("--weights", type=click.Choice(WEIGHTS), default=default, show_default=True, help=help)
+
+
+def invert_option(*, default: str = "auto",
+                  help: str = "Invert grayscale images (auto: when the dataset is light-on-dark and the image is not).") -> Callable:
+    return click.option("--invert", type=click.Choice(INVERT_MODES), default=default, show_default=True, help=help)
 
 
 # --- models and training (Foundation) ---------------------------------------------------
@@ -41,27 +67,13 @@ def console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
-
-def print_rows(headers: list[str], rows: list[list[str]], fmt: str, *, title: str = "") -> None:
-    if fmt == "csv":
-        import csv
-
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(headers)
-        writer.writerows(rows)
-        return
-    if fmt == "markdown":
-        click.echo("| " + " | ".join(headers) + " |")
-        click.echo("|" + "|".join("---" for _ in headers) + "|")
-        for row in rows:
-            click.echo("| " + " | ".join(row) + " |")
-        return
-    table = Table(title=title, title_justify="left")
-    for h in headers:
-        numeric = h in ("parameters", "GMACs", "top-1 %")
-        table.add_column(h, justify="right" if numeric else "left", no_wrap=True, overflow="ellipsis")
-    for row in rows:
-        table.add_row(*row)
-    console().print(table)
+def print_table(headers: list[str], rows: list[list], fmt: str = "table", *, title: str = "",
+                right: tuple[str, ...] = ()) -> None:
+    """Rows on stdout in one of cnnlab.analysis.table.FORMATS (``right``: right-aligned columns)."""
+    out = render(headers, rows, fmt, title=title, right=right)
+    if isinstance(out, str):
+        click.echo(out, nl=False)
+    else:
+        console().print(out)
 
 

@@ -1,14 +1,11 @@
-"""`cnnlab data`: wiring over cnnlab.data."""
+"""`cnnlab data`: wiring over cnnlab.data (statistics from cnnlab.data.stats)."""
 
 from __future__ import annotations
 
-import re
-
 import click
 
-from cnnlab.cli.common import cli, print_rows
-
-# --- data and evaluation -------------------------------------------------------------------
+from cnnlab.cli.common import cli, print_table
+from cnnlab.data.files import safe_name
 
 
 @cli.command("data")
@@ -27,43 +24,37 @@ def data_command(dataset, data_root, val_size, seed, folds, grid_png, no_grid, p
     DATASET is a registered name (mnist, fashion-mnist, cifar10, cifar100, cifar10-jpeg) or
     folder:/path/to/root for any image folder laid out as root/train/<class>/*.jpg.
     """
+    from cnnlab.data.stats import dataset_stats, kfold_sizes
 
-    import torch
-
-    from cnnlab.data import get_dataset_spec, kfold_indices, load_dataset
-
-    spec = get_dataset_spec(dataset)
-    train = load_dataset(dataset, "train", data_root, val_size=val_size, seed=seed)
-    val = load_dataset(dataset, "val", data_root, val_size=val_size, seed=seed)
-    test = load_dataset(dataset, "test", data_root)
-    c, h, w = train.image_size
-    click.echo(f"{dataset}: {spec.description}")
-    click.echo(f"  source       {train.source}" + (f"  |  {test.source}" if test.source != train.source else ""))
+    stats = dataset_stats(dataset, data_root, val_size=val_size, seed=seed)
+    c, h, w = stats.image_size
+    n = stats.sizes
+    classes = stats.classes
+    click.echo(f"{dataset}: {stats.description}")
+    click.echo(f"  source       {'  |  '.join(stats.sources)}")
     click.echo(f"  images       {c}x{h}x{w} (channels x height x width), uint8")
-    click.echo(f"  classes      {train.num_classes}: {', '.join(train.classes[:20])}{' ...' if train.num_classes > 20 else ''}")
-    click.echo(f"  mean         {', '.join(f'{m:.4f}' for m in train.mean)}  (per channel, [0, 1], training split)")
-    click.echo(f"  std          {', '.join(f'{v:.4f}' for v in train.std)}")
-    click.echo(f"  splits       train {len(train):,} / val {len(val):,} (seed {seed}) / test {len(test):,}"
-               f"  (trainval {len(train) + len(val):,})")
-    counts = [torch.bincount(d.labels, minlength=train.num_classes) for d in (train, val, test)]
-    rows = [[name, *(f"{int(k[i]):,}" for k in counts)] for i, name in enumerate(train.classes)]
-    if train.num_classes <= 20:
-        print_rows(["class", "train", "val", "test"], rows, "table", title="images per class")
+    click.echo(f"  classes      {len(classes)}: {', '.join(classes[:20])}{' ...' if len(classes) > 20 else ''}")
+    click.echo(f"  mean         {', '.join(f'{m:.4f}' for m in stats.mean)}  (per channel, [0, 1], training split)")
+    click.echo(f"  std          {', '.join(f'{v:.4f}' for v in stats.std)}")
+    click.echo(f"  splits       train {n['train']:,} / val {n['val']:,} (seed {seed}) / test {n['test']:,}"
+               f"  (trainval {n['trainval']:,})")
+    if len(classes) <= 20:
+        counts = [stats.class_counts[split] for split in ("train", "val", "test")]
+        rows = [[name, *(f"{k[i]:,}" for k in counts)] for i, name in enumerate(classes)]
+        print_table(["class", "train", "val", "test"], rows, title="images per class", right=("train", "val", "test"))
     if folds:
-        trainval = len(train) + len(val)
-        sizes = [(len(tr), len(va)) for tr, va in kfold_indices(trainval, folds, seed=seed)]
-        print_rows(["fold", "train", "validation"], [[str(i + 1), f"{a:,}", f"{b:,}"] for i, (a, b) in enumerate(sizes)],
-                    "table", title=f"{folds}-fold cross-validation of trainval")
-        click.echo(f"  (in Python: cnnlab.data.kfold_indices({trainval}, {folds}, seed={seed}) gives the index pairs)")
+        sizes = kfold_sizes(n["trainval"], folds, seed=seed)
+        print_table(["fold", "train", "validation"], [[str(i + 1), f"{a:,}", f"{b:,}"] for i, (a, b) in enumerate(sizes)],
+                    title=f"{folds}-fold cross-validation of trainval", right=("train", "validation"))
+        click.echo(f"  (in Python: cnnlab.data.kfold_indices({n['trainval']}, {folds}, seed={seed}) gives the index pairs)")
     if not no_grid:
+        from cnnlab.data import load_dataset
         from cnnlab.viz.curves import save_figure
         from cnnlab.viz.samples import plot_sample_grid
 
-        out = grid_png or re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset).strip("_") + "-samples.png"
+        train = load_dataset(dataset, "train", data_root, val_size=val_size, seed=seed)
+        out = grid_png or safe_name(dataset) + "-samples.png"
         fig = plot_sample_grid(train.images, train.labels, train.classes, per_class=per_class, seed=seed,
                                title=f"{dataset}: {per_class} random training images per class")
         save_figure(fig, out)
         click.echo(f"sample grid: {out}")
-
-
-

@@ -6,38 +6,40 @@ from pathlib import Path
 
 import click
 
-from cnnlab.cli.common import cli, console, print_rows
+from cnnlab.cli.common import cli, console, device_option, invert_option, print_table, split_option, weights_option
+from cnnlab.data.tta import TTA_MODES
+from cnnlab.training.evaluate import confusion_rows, evaluate_members, per_class_rows
+from cnnlab.training.predict import predict_images
+from cnnlab.training.run import load_run
 
 
 @cli.command("eval")
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @click.option("--data", "-d", default=None, help="Dataset (default: the run's own).")
-@click.option("--split", default="test", type=click.Choice(["train", "val", "trainval", "test"]))
+@split_option()
 @click.option("--data-root", type=click.Path(file_okay=False))
-@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
-@click.option("--batch-size", default=500, type=int)
-@click.option("--tta", default="none", show_default=True, type=click.Choice(["none", "flip", "center", "10crop"]),
+@device_option()
+@click.option("--batch-size", default=500, type=click.IntRange(min=1), show_default=True)
+@click.option("--tta", default="none", show_default=True, type=click.Choice(TTA_MODES),
               help="Test-time augmentation: average softmax over mirrors, or AlexNet's 10 crops at the model's input size.")
-@click.option("--weights", default="best", show_default=True, type=click.Choice(["best", "last"]))
+@weights_option()
 @click.option("--per-class", is_flag=True, help="Also print per-class accuracy and the confusion table.")
 @click.option("--confusion", "confusion_png", type=click.Path(dir_okay=False), default=None,
               help="Write the confusion matrix heat map (of the ensemble, or the only run) to this PNG.")
 def eval_cmd(runs, data, split, data_root, device, batch_size, tta, weights, per_class, confusion_png) -> None:
     """Top-1/top-5 error of one run, or of several runs and their ensemble (averaged probabilities)."""
-    from cnnlab.evaluation import confusion_rows, evaluate_members, per_class_rows
-
     members = evaluate_members(list(runs), data=data, split=split, data_root=data_root, device=device,
                                batch_size=batch_size, tta=tta, weights=weights)
     report = [(m.name, m.result) for m in members]
     rows = [[name, f"{r.top1_err:.2%}", f"{r.top5_err:.2%}", f"{r.loss:.4f}", f"{r.num_images:,}"] for name, r in report]
     title = f"{split} split" + (f", TTA {tta}" if tta != "none" else "")
-    print_rows(["run", "top-1 error", "top-5 error", "loss", "images"], rows, "table", title=title)
+    print_table(["run", "top-1 error", "top-5 error", "loss", "images"], rows, "table", title=title)
     classes = members[0].classes
     if per_class:
         headers, rows = per_class_rows(classes, report)
-        print_rows(headers, rows, "table", title="per-class accuracy")
+        print_table(headers, rows, "table", title="per-class accuracy")
         headers, rows = confusion_rows(classes, report[-1][1].confusion)
-        print_rows(headers, rows, "table", title=f"confusion matrix of {report[-1][0]} (rows: true class)")
+        print_table(headers, rows, "table", title=f"confusion matrix of {report[-1][0]} (rows: true class)")
     if confusion_png:
         from cnnlab.viz.confusion import plot_confusion
         from cnnlab.viz.curves import save_figure
@@ -51,15 +53,12 @@ def eval_cmd(runs, data, split, data_root, device, batch_size, tta, weights, per
 @cli.command()
 @click.argument("run", type=click.Path())
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--top", "-k", default=5, show_default=True, help="Classes to show per image.")
-@click.option("--invert", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
-              help="Invert grayscale images (auto: when the dataset is light-on-dark and the image is not).")
-def predict(run, images, top, invert) -> None:
+@click.option("--top", "-k", default=5, type=click.IntRange(min=1), show_default=True, help="Classes to show per image.")
+@invert_option()
+@weights_option()
+def predict(run, images, top, invert, weights) -> None:
     """Classify image files (PNG, JPEG, ...) with a trained run; prints the top classes."""
-    from cnnlab.predict import predict_images
-    from cnnlab.train.run import load_run
-
-    loaded = load_run(run)
+    loaded = load_run(run, weights=weights)
     out = console()
     for p in predict_images(loaded, [Path(i) for i in images], k=top, invert=invert):
         out.print(f"[bold]{p.path}[/bold]")

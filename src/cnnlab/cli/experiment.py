@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import click
-from rich.table import Table
 
-from cnnlab.cli.common import cli, console
+from cnnlab.analysis.table import to_rich
+from cnnlab.cli.common import cli, console, device_option
 
 
 @cli.command("experiment")
@@ -13,7 +13,7 @@ from cnnlab.cli.common import cli, console
 @click.option("--quick", is_flag=True, help="The ~1-2 minute variant (fewer images, epochs and seeds).")
 @click.option("--out", default="results", show_default=True, type=click.Path(file_okay=False), help="Writes OUT/NAME/.")
 @click.option("--seeds", type=click.IntRange(min=1), help="Seeds (independent runs) per setting; default depends on the experiment and mode.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True)
+@device_option()
 @click.option("--data-root", type=click.Path(file_okay=False), help="Data root (else $CNNLAB_DATA, else ~/.cache/cnnlab).")
 @click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads (1 is fastest on a busy shared machine).")
 def experiment_command(name, quick, out, seeds, device, data_root, threads) -> None:
@@ -24,13 +24,11 @@ def experiment_command(name, quick, out, seeds, device, data_root, threads) -> N
 
     import torch
 
-    from cnnlab.experiments import EXPERIMENTS, Settings, run_experiment
+    from cnnlab.experiments import EXPERIMENTS, Settings, list_experiments, run_experiment
 
     if not name:
-        table = Table("experiment", "claim", box=None, show_header=True)
-        for key in sorted(EXPERIMENTS):
-            table.add_row(key, EXPERIMENTS[key].claim)
-        console().print(table)
+        rows = [[key, EXPERIMENTS[key].claim] for key in list_experiments()]
+        console().print(to_rich(["experiment", "claim"], rows, wrap=("claim",), boxed=False))
         return
     if threads:
         torch.set_num_threads(threads)
@@ -39,5 +37,3 @@ def experiment_command(name, quick, out, seeds, device, data_root, threads) -> N
     for v in verdicts:
         click.echo(f"{'HELD' if v['held'] else 'DID NOT HOLD'}: {v['claim']} ({v['measured']})")
     click.echo(f"wrote {folder}/report.md")
-
-

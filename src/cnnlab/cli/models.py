@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from cnnlab.cli.common import cli, print_rows
+from cnnlab.cli.common import cli, print_table
 from cnnlab.errors import CnnlabError
 
 
@@ -31,27 +29,33 @@ def models(pattern: str, macs: bool, fmt: str) -> None:
             progress.update(task, name=name)
             info = get_model_info(name)
             params, gmacs = _count(name, info.input_size, macs)
-            top1 = f"{info.reported.top1:.1f}" if info.reported and info.reported.top1 else ""
-            dataset = info.reported.dataset if info.reported else ""
+            top1 = f"{info.reported.top1:.1f}" if info.reported and info.reported.top1 is not None else ""
+            dataset = info.reported.dataset if top1 else ""
             # In a table, the paper's authors and year; the full title in markdown and CSV.
-            paper = _short_citation(info.paper) if fmt == "table" else info.paper
+            paper = info.short_paper if fmt == "table" else info.paper
             params_text = str(params) if fmt == "csv" else f"{params:,}"
             rows.append([name, info.family, params_text, gmacs, "x".join(map(str, info.input_size)), top1, dataset, paper])
             progress.advance(task)
     headers = ["model", "family", "parameters", "GMACs", "input", "top-1 %", "on", "paper"]
-    print_rows(headers, rows, fmt, title=f"{len(rows)} models (GMACs at the input size; top-1 as reported)")
+    print_table(headers, rows, fmt, title=f"{len(rows)} models (GMACs at the input size; top-1 as reported)",
+                right=("parameters", "GMACs", "top-1 %"))
+    # Other builds' exact counts (GoogLeNet without its training-only auxiliary heads) as notes
+    # under the table; CSV stays one header and one row per model.
+    notes = [_variant_note(get_model_info(name)) for name in names if get_model_info(name).params_variants]
+    if notes and fmt != "csv":
+        click.echo()
+        for note in notes:
+            click.echo(f"- {note}" if fmt == "markdown" else note)
 
 
-
-def _short_citation(paper: str) -> str:
-    """'He, Zhang, Ren, Sun 2016, Deep residual ...' -> 'He et al. 2016'."""
-    match = re.match(r"^(.*?)\b((?:19|20)\d\d)\b", paper)
-    if not match:
-        return paper.split(",")[0]
-    authors = [a.strip() for a in re.split(r",|&|\band\b", match.group(1)) if a.strip()]
-    if len(authors) > 2:
-        return f"{authors[0]} et al. {match.group(2)}"
-    return f"{' & '.join(authors)} {match.group(2)}"
+def _variant_note(info) -> str:
+    """'googlenet: 13,378,280 parameters by default; 6,998,552 without ... (aux_logits=False); ...'"""
+    parts = [f"{info.name}: {info.params:,} parameters by default"]
+    for v in info.params_variants:
+        options = ", ".join(f"{k}={value!r}" for k, value in v.options.items())
+        source = f"; {v.source}" if v.source else ""
+        parts.append(f"{v.count:,} {v.note} ({options}{source})")
+    return "; ".join(parts)
 
 
 def _count(name: str, input_size, with_macs: bool) -> tuple[int, str]:

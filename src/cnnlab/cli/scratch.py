@@ -5,12 +5,11 @@ from __future__ import annotations
 import click
 
 from cnnlab.cli.common import cli
-
-# --- scratch: NumPy backpropagation --------------------------------------------------------
+from cnnlab.scratch import MODELS
 
 
 @cli.command("scratch-train")
-@click.option("--model", "model_name", type=click.Choice(["mlp", "lenet5"]), default="mlp", show_default=True)
+@click.option("--model", "model_name", type=click.Choice(list(MODELS)), default="mlp", show_default=True)
 @click.option("--data", "dataset", default="mnist", show_default=True, help="a 10-class 1x28x28 dataset")
 @click.option("--epochs", type=int, default=None, help="default: the model's recipe")
 @click.option("--batch-size", type=int, default=None, help="images per step; default: the model's recipe")
@@ -24,9 +23,8 @@ def scratch_train(model_name, dataset, epochs, batch_size, lr, momentum, weight_
     import numpy as np
 
     from cnnlab.data import load_dataset
-    from cnnlab.scratch import MODELS
     from cnnlab.scratch.fit import RECIPES, fit, limit_blas_threads, standardise
-    from cnnlab.train.progress import TrainProgress
+    from cnnlab.training.progress import TrainProgress
 
     recipe = RECIPES[model_name]
     train, test = load_dataset(dataset, "trainval", data_root), load_dataset(dataset, "test", data_root)
@@ -50,5 +48,3 @@ def scratch_train(model_name, dataset, epochs, batch_size, lr, momentum, weight_
             seed=seed,
             progress=progress,
         )
-
-

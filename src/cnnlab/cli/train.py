@@ -1,61 +1,136 @@
-"""`cnnlab train`: wiring over cnnlab.training."""
+"""`cnnlab train`: wiring over cnnlab.training.
+
+Every TrainConfig field has a flag (generated below from the dataclass's types and the
+library's choice lists), and ``--set key=value`` takes any of them by name. Training never
+plots: this command draws ``curves.png`` after every epoch and at the end.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import types
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 
 from cnnlab.cli.common import cli, console, parse_options
+from cnnlab.data.augment import PRESETS
+from cnnlab.training.config import CHOICES, TrainConfig, build_config, parse_setting, setting_types
+from cnnlab.training.loop import fit
+from cnnlab.training.run import default_run_dir
+
+# Help for each setting's flag, in TrainConfig's order. model, data, model_options and
+# recipe have their own argument and options (MODEL, --data, --option, --recipe).
+HELP: dict[str, str] = {
+    "data_root": "Data root (else $CNNLAB_DATA, else ~/.cache/cnnlab).",
+    "val_size": "Validation images held out of the training split.  [default: the dataset's]",
+    "train_subset": "Train on a seeded random subset of this many training images.",
+    "epochs": "Passes over the training split.",
+    "batch_size": "Training images per step.",
+    "eval_batch_size": "Images per batch when evaluating.",
+    "optimizer": "Optimizer.",
+    "lr": "Peak learning rate (after warmup; one-cycle's maximum).",
+    "momentum": "SGD momentum (Adam's beta1).",
+    "nesterov": "Nesterov momentum for SGD.",
+    "weight_decay": "L2 weight decay coefficient (decoupled for adamw).",
+    "schedule": "Learning-rate schedule.",
+    "step_size": "step schedule: decay every this fraction of training.",
+    "milestones": "multistep decay points as fractions of training, e.g. 0.5,0.75.",
+    "gamma": "Decay factor of the step, multistep and plateau schedules.",
+    "patience": "plateau schedule: epochs without a better validation accuracy before decaying.",
+    "warmup": "Epochs of linear learning-rate warmup (fractions allowed).",
+    "label_smoothing": "Label smoothing of the cross-entropy, in [0, 1).",
+    "loss": "ce: softmax cross-entropy; mse: squared error of softmax vs one-hot.",
+    "augment": f"Augmentation preset for training batches: {', '.join(PRESETS)}.",
+    "pad": "Zero padding of input images.  [default: what fits the model's input size]",
+    "seed": "Seed of initialisation, hold-out, subset and batch order.",
+    "device": "Device (auto: CUDA, else MPS, else CPU).",
+    "threads": "CPU threads for torch (default: one per core).",
+    "amp": "bf16 autocast.",
+    "channels_last": "Channels-last memory format.",
+    "deterministic": "Deterministic kernels (exact resume on GPU).",
+    "eval_test_every_epoch": "Evaluate the test split every epoch (else only after the last).",
+    "out": "Run folder (default runs/<model>-<data>-<time>).",
+}
+OWN_OPTIONS = ("model", "data", "model_options", "recipe")  # settings with an argument of their own
 
 
-@cli.command()
+def setting_option(name: str) -> Callable:
+    """The click option of TrainConfig field ``name``: its type from the dataclass, its
+    choices from the library; None (not given) leaves the recipe's value."""
+    flag = "--" + name.replace("_", "-")
+    kind = setting_types()[name]
+    if isinstance(kind, types.UnionType):  # int | None: an int flag, left out for None
+        kind = next(a for a in kind.__args__ if a is not type(None))
+    if name in CHOICES:
+        return click.option(flag, type=click.Choice(CHOICES[name]), help=HELP[name])
+    if kind is bool:
+        return click.option(f"{flag}/--no-{flag[2:]}", default=None, help=HELP[name])
+    if kind in (int, float):
+        return click.option(flag, type=kind, help=HELP[name])
+    if name in ("out", "data_root"):
+        return click.option(flag, type=click.Path(file_okay=name == "out"), help=HELP[name])
+    metavar = "A,B,..." if name == "milestones" else None
+    return click.option(flag, metavar=metavar, help=HELP[name])  # parsed by parse_setting
+
+
+def setting_options(fn: Callable) -> Callable:
+    for name in reversed(list(HELP)):
+        fn = setting_option(name)(fn)
+    return fn
+
+
+def collect_settings(flags: dict[str, Any], pairs: tuple[str, ...]) -> dict[str, Any]:
+    """Flag values that were given, then ``--set`` pairs (a setting may come from one only)."""
+    settings = {k: v for k, v in flags.items() if v is not None}
+    if isinstance(settings.get("milestones"), str):
+        settings["milestones"] = parse_setting(f"milestones={settings['milestones']}")[1]
+    for pair in pairs:
+        key, value = parse_setting(pair)
+        if key in OWN_OPTIONS:
+            raise click.UsageError(f"--set {key}=...: give the {key} as MODEL, --data, --option or --recipe")
+        if key in settings:
+            raise click.UsageError(f"{key} is given twice (a flag and --set {pair}); give it once")
+        settings[key] = value
+    return settings
+
+
+@cli.command("train")
 @click.argument("model", required=False)
 @click.option("--data", "-d", default=None, help="Dataset name (mnist, fashion-mnist, ...).  [default: mnist]")
 @click.option("--recipe", "-r", default=None, help="Named recipe (TOML) to start from; default <model>-<data> if one ships.")
-@click.option("--epochs", type=int, help="Passes over the training split.")
-@click.option("--batch-size", type=int, help="Training images per step.")
-@click.option("--lr", type=float, help="Peak learning rate.")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam", "adamw"]))
-@click.option("--momentum", type=float, help="SGD momentum (Adam's beta1).")
-@click.option("--nesterov/--no-nesterov", default=None, help="Nesterov momentum for SGD.")
-@click.option("--weight-decay", type=float, help="L2 weight decay coefficient.")
-@click.option("--schedule", type=click.Choice(["constant", "step", "multistep", "plateau", "cosine", "onecycle"]))
-@click.option("--milestones", help="multistep decay points as fractions of training, e.g. 0.5,0.75.")
-@click.option("--warmup", type=float, help="Epochs of linear learning-rate warmup.")
-@click.option("--label-smoothing", type=float)
-@click.option("--loss", type=click.Choice(["ce", "mse"]))
-@click.option("--augment", help="Augmentation preset for training batches (none, mnist, ...).")
-@click.option("--val-size", type=int, help="Validation images held out of the training split.")
-@click.option("--seed", type=int)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
-@click.option("--threads", type=int, help="CPU threads for torch (default: one per core).")
-@click.option("--amp/--no-amp", default=None, help="bf16 autocast.")
-@click.option("--channels-last/--no-channels-last", default=None)
+@setting_options
 @click.option("--option", "-o", "options", multiple=True, help="Model option key=value (e.g. -o activation=relu).")
-@click.option("--data-root", type=click.Path(file_okay=False), help="Data root (else $CNNLAB_DATA, else ~/.cache/cnnlab).")
-@click.option("--out", type=click.Path(), help="Run folder (default runs/<model>-<data>-<time>).")
+@click.option("--set", "pairs", multiple=True, metavar="KEY=VALUE",
+              help="Any training setting by its name, e.g. --set gamma=0.5 --set val_size=none (repeatable).")
 @click.option("--resume", type=click.Path(), help="Continue the run in this folder from its last checkpoint.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def train(model, data, recipe, options, resume, quiet, milestones, **settings) -> None:
+def train_command(model, data, recipe, options, pairs, resume, quiet, **flags) -> None:
     """Train MODEL on a dataset; writes a run folder (config, metrics.csv, checkpoints, curves.png)."""
-    from cnnlab.api import train as run_training
-    from cnnlab.train.config import TrainConfig, build_config
+    from cnnlab.viz.curves import write_run_curves  # matplotlib: imported only when training
 
+    settings = collect_settings(flags, pairs)
     if resume:
-        if model or data or recipe or options or any(v is not None for v in settings.values()):
+        if model or data or recipe or options or settings:
             raise click.UsageError("--resume continues a run with its saved config; give no model, data or settings")
-        config = TrainConfig.load(Path(resume) / "config.json") if (Path(resume) / "config.json").is_file() else TrainConfig()
+        config, run_dir = TrainConfig(), Path(resume)
     else:
         if not model:
             raise click.UsageError("missing MODEL (see `cnnlab models`)")
-        if milestones:
-            settings["milestones"] = tuple(float(m) for m in milestones.split(","))
-        model_options = parse_options(options)
-        if model_options:
-            settings["model_options"] = model_options
+        if options:
+            settings["model_options"] = parse_options(options)
+        unset = {k: None for k, v in settings.items() if v is None}  # --set key=none: drop the recipe's value
         config = build_config(model, data or "mnist", recipe=recipe, **settings)
-    run = run_training(config, resume=resume, quiet=quiet)
+        run_dir = Path(config.out) if config.out else default_run_dir(config)
+        # The folder is fixed here, so that the curves can be drawn after every epoch.
+        config = dataclasses.replace(config, **unset, out=str(run_dir))
+    try:
+        run = fit(config, resume=resume, quiet=quiet, callbacks=[lambda epoch, record: write_run_curves(run_dir)])
+    finally:
+        metrics, curves = run_dir / "metrics.csv", run_dir / "curves.png"
+        if metrics.is_file() and (not curves.is_file() or curves.stat().st_mtime < metrics.stat().st_mtime):
+            write_run_curves(run_dir)
     final = run.final
     out = console()
     out.print(
@@ -64,5 +139,3 @@ def train(model, data, recipe, options, resume, quiet, milestones, **settings) -
         f"{final['elapsed_s']:.1f}s"
     )
     out.print(f"run folder: {run.path}  (curves: {run.path / 'curves.png'})")
-
-

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import click
 
-from cnnlab.cli.common import cli
-from cnnlab.errors import CnnlabError
+from cnnlab.cli.common import cli, device_option, invert_option, split_option, weights_option
+from cnnlab.data.files import safe_name
+from cnnlab.data.toy import TOY_DATASETS
 
 
-# --- viz and experiments --------------------------------------------------------------------
 @cli.group("viz")
 def viz_command() -> None:
     """Figures that look inside networks; each writes a PNG (under the run folder, or --out)."""
@@ -33,13 +32,10 @@ def _parse_ints(text: str | None, what: str) -> list[int] | None:
         raise click.BadParameter(f"expected comma-separated integers such as 0,1,2, got {text!r}", param_hint=what) from None
 
 
-def _safe_name(text: str) -> str:
-
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
-
-
 _OUT = click.option("--out", type=click.Path(dir_okay=False), default=None, help="PNG to write.  [default: see above]")
-_WEIGHTS = click.option("--weights", default="best", show_default=True, type=click.Choice(["best", "last"]))
+_WEIGHTS = weights_option()
+_DATA_ROOT = click.option("--data-root", type=click.Path(file_okay=False), default=None,
+                          help="Data root (else the run's, else $CNNLAB_DATA, else ~/.cache/cnnlab).")
 
 
 @viz_command.command("filters")
@@ -51,7 +47,7 @@ def viz_filters(run, max_kernels, weights, out) -> None:
     """First convolution layer's kernels as images.
 
     Colour for RGB inputs, grayscale otherwise, each kernel scaled to its own range (RUN/filters.png)."""
-    from cnnlab.train.run import load_run
+    from cnnlab.training.run import load_run
     from cnnlab.viz.activations import first_conv
     from cnnlab.viz.filters import plot_filters
 
@@ -66,11 +62,11 @@ def viz_filters(run, max_kernels, weights, out) -> None:
 @click.argument("run", type=click.Path())
 @click.option("--layer", "-l", required=True, help="Layer name as in `cnnlab summary MODEL` (e.g. features.c3, layer2.0).")
 @click.option("--channels", "-c", default=None, help="Comma-separated channels.  [default: the first 8]")
-@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "trainval", "test"]))
+@split_option()
 @click.option("--limit", type=click.IntRange(min=1), default=10000, show_default=True,
               help="Search N images of the split (a seeded random sample when the split is larger).")
 @click.option("--top", "k", type=click.IntRange(min=1, max=25), default=9, show_default=True, help="Patches per channel.")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None)
+@_DATA_ROOT
 @_WEIGHTS
 @_OUT
 def viz_patches(run, layer, channels, split, limit, k, data_root, weights, out) -> None:
@@ -78,29 +74,26 @@ def viz_patches(run, layer, channels, split, limit, k, data_root, weights, out) 
 
     For each chosen channel of LAYER, the nine dataset images that excite it most (maximum over
     positions), each cropped to the winning unit's receptive field (RUN/patches-LAYER.png)."""
-    from cnnlab.data import load_dataset
-    from cnnlab.train.run import load_run
-    from cnnlab.viz.patches import plot_top_patches, top_patches
+    from cnnlab.data import load_dataset, random_subset
+    from cnnlab.training.run import load_run
+    from cnnlab.viz.patches import oversized_field_note, plot_top_patches, top_patches
 
     loaded = load_run(run, weights=weights)
     chosen = _parse_ints(channels, "--channels")
     dataset = load_dataset(loaded.config.data, split, data_root or loaded.config.data_root)
     if limit < len(dataset):  # a seeded random sample: image folders are sorted by class
-        import torch
-
-        dataset = dataset.subset(torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:limit].sort().values)
+        dataset = random_subset(dataset, limit, seed=0)
     images, labels = dataset.images, dataset.labels
     try:
         field, patches = top_patches(loaded.model, layer, images, labels, loaded.data_info, channels=chosen, k=k)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    seen = [s + 2 * int(loaded.data_info.get("pad", 0)) for s in images.shape[-2:]]
-    if any(f > s for f, s in zip(field.size, seen)):
-        click.echo(f"note: {layer}'s receptive field ({field.describe()}) is larger than the {seen[0]}x{seen[1]} input, "
-                   "so each patch holds the whole image, placed where the unit looks")
+    note = oversized_field_note(field, layer, images.shape[-2:], int(loaded.data_info.get("pad", 0)))
+    if note:
+        click.echo(note)
     fig = plot_top_patches(patches, field, layer=layer, classes=loaded.data_info["classes"],
                            title=f"{loaded.config.model} on {loaded.config.data}, {len(images):,} {split} images")
-    _save_viz(fig, out, loaded.path / f"patches-{_safe_name(layer)}.png")
+    _save_viz(fig, out, loaded.path / f"patches-{safe_name(layer)}.png")
 
 
 @viz_command.command("activations")
@@ -108,9 +101,8 @@ def viz_patches(run, layer, channels, split, limit, k, data_root, weights, out) 
 @click.argument("image")
 @click.option("--layer", "-l", required=True, help="Layer name as in `cnnlab summary MODEL` (e.g. features.c1).")
 @click.option("--channels", "-c", default=None, help="Comma-separated channels.  [default: the first 64]")
-@click.option("--invert", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
-              help="Invert a grayscale image file (as in `cnnlab predict`).")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None)
+@invert_option(help="Invert a grayscale image file (as in `cnnlab predict`).")
+@_DATA_ROOT
 @_WEIGHTS
 @_OUT
 def viz_activations(run, image, layer, channels, invert, data_root, weights, out) -> None:
@@ -118,42 +110,21 @@ def viz_activations(run, image, layer, channels, invert, data_root, weights, out
 
     IMAGE is an image file, or SPLIT:INDEX of the run's dataset such as test:0
     (RUN/activations-LAYER-IMAGE.png)."""
-
-    from cnnlab.data import load_dataset
-    from cnnlab.predict import image_to_tensor
-    from cnnlab.train.run import load_run
-    from cnnlab.viz.activations import (
-        find_layer,
-        layer_output,
-        model_input,
-        padded_image,
-        plot_activations,
-    )
+    from cnnlab.training.run import load_run
+    from cnnlab.viz.activations import feature_maps, input_image, padded_image, plot_activations
 
     loaded = load_run(run, weights=weights)
     info = loaded.data_info
-    size = tuple(info["image_size"])
-    pick = re.fullmatch(r"(train|val|trainval|test):(\d+)", image)
-    if pick and not Path(image).exists():
-        dataset = load_dataset(loaded.config.data, pick[1], data_root or loaded.config.data_root)
-        index = int(pick[2])
-        if index >= len(dataset):
-            raise click.BadParameter(f"{image}: the {pick[1]} split has {len(dataset):,} images", param_hint="IMAGE")
-        pixels, what = dataset.images[index], f"{pick[1]} image {index} (class {info['classes'][int(dataset.labels[index])]})"
-    else:
-        dark = size[0] == 1 and info["mean"][0] < 0.5
-        pixels, what = image_to_tensor(Path(image), size, invert=invert, dark_background=dark), Path(image).name
-    module = find_layer(loaded.model, layer)
-    device = next(loaded.model.parameters()).device
-    maps = layer_output(loaded.model, module, model_input(pixels[None], info).to(device))[0].float().cpu()
+    picked = input_image(image, data=loaded.config.data, data_root=data_root or loaded.config.data_root, data_info=info,
+                         invert=invert)
+    maps = feature_maps(loaded.model, layer, picked.pixels, info)
     try:
-        fig = plot_activations(padded_image(pixels, int(info.get("pad", 0))), maps, layer=layer,
+        fig = plot_activations(padded_image(picked.pixels, int(info.get("pad", 0))), maps, layer=layer,
                                channels=_parse_ints(channels, "--channels"),
-                               title=f"{loaded.config.model} on {loaded.config.data}: {what}")
+                               title=f"{loaded.config.model} on {loaded.config.data}: {picked.description}")
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    stem = _safe_name(image if pick else Path(image).stem)
-    _save_viz(fig, out, loaded.path / f"activations-{_safe_name(layer)}-{stem}.png")
+    _save_viz(fig, out, loaded.path / f"activations-{safe_name(layer)}-{safe_name(picked.stem)}.png")
 
 
 @viz_command.command("curves")
@@ -163,30 +134,24 @@ def viz_curves(runs, out) -> None:
     """Loss, error and learning rate per epoch.
 
     Several runs are overlaid (RUN/curves.png for one run, curves.png here for several)."""
-    from cnnlab.train.run import read_history
-    from cnnlab.viz.curves import plot_curves
+    from cnnlab.viz.curves import plot_curves, run_histories
 
-    histories = []
-    for run in runs:
-        metrics = Path(run) / "metrics.csv"
-        if not metrics.is_file():
-            raise CnnlabError(f"{run} has no metrics.csv (is it a run folder from `cnnlab train`?)")
-        histories.append((Path(run).name, read_history(metrics)))
+    histories = run_histories(runs)
     title = histories[0][0] if len(runs) == 1 else f"{len(runs)} runs"
     _save_viz(plot_curves(histories, title=title), out, Path(runs[0]) / "curves.png" if len(runs) == 1 else Path("curves.png"))
 
 
 @viz_command.command("confusion")
 @click.argument("run", type=click.Path())
-@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "trainval", "test"]))
-@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+@split_option()
+@device_option()
 @_OUT
 def viz_confusion(run, split, device, out) -> None:
     """Confusion matrix heat map of a run.
 
     Evaluates RUN on a split of its dataset (RUN/confusion-SPLIT.png)."""
-    from cnnlab.api import evaluate
-    from cnnlab.train.run import load_run
+    from cnnlab.training.evaluate import evaluate
+    from cnnlab.training.run import load_run
     from cnnlab.viz.confusion import plot_confusion
 
     loaded = load_run(run)
@@ -206,23 +171,14 @@ def viz_kernels(image, kernels, no_defaults, out) -> None:
 
     The 5x5 blur of 0.04s, the edge detector [[0,-1/4,0],[-1/4,1,-1/4],[0,-1/4,0]] and any
     --kernel, each output with a colour bar (IMAGE-kernels.png here)."""
-    from cnnlab.viz.kernels import (
-        DEFAULT_KERNELS,
-        load_gray,
-        parse_kernel,
-        plot_kernels,
-    )
+    from cnnlab.viz.kernels import chosen_kernels, load_gray, plot_kernels
 
-    chosen = [] if no_defaults else list(DEFAULT_KERNELS)
-    for i, text in enumerate(kernels, start=1):
-        try:
-            chosen.append((f"kernel {i}" if len(kernels) > 1 else "your kernel", parse_kernel(text)))
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--kernel") from None
-    if not chosen:
-        raise click.UsageError("no kernels: give --kernel or drop --no-defaults")
+    try:
+        chosen = chosen_kernels(kernels, defaults=not no_defaults)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--kernel") from None
     fig = plot_kernels(load_gray(image), chosen, title=f"Hand-designed kernels on {Path(image).name}")
-    _save_viz(fig, out, Path(f"{_safe_name(Path(image).stem)}-kernels.png"))
+    _save_viz(fig, out, Path(f"{safe_name(Path(image).stem)}-kernels.png"))
 
 
 @viz_command.command("neuron")
@@ -242,7 +198,7 @@ def viz_neuron(w1, w2, bias, extent, out) -> None:
 
 
 @viz_command.command("boundary")
-@click.option("--dataset", "name", type=click.Choice(["xor", "moons", "circles", "blobs"]), default="xor", show_default=True)
+@click.option("--dataset", "name", type=click.Choice(TOY_DATASETS), default="xor", show_default=True)
 @click.option("--hidden", default="0,8,32x32", show_default=True,
               help="Classifiers to compare, comma-separated; each its hidden widths joined by 'x' (0: perceptron).")
 @click.option("--points", type=click.IntRange(min=4), default=400, show_default=True)
@@ -256,21 +212,14 @@ def viz_boundary(name, hidden, points, noise, steps, seed, out) -> None:
     Trains each classifier for a second or so, then colours the plane by its predicted class
     (boundary-DATASET.png here)."""
     from cnnlab.data.toy import make_toy
-    from cnnlab.viz.neuron import (
-        describe_hidden,
-        fit_toy_classifier,
-        plot_decision_regions,
-    )
+    from cnnlab.training.toy import fit_toy_classifier, parse_hidden_layouts
+    from cnnlab.viz.neuron import describe_hidden, plot_decision_regions
 
     try:
-        layouts = [tuple(int(w) for w in item.split("x") if int(w) > 0) for item in hidden.replace(" ", "").split(",") if item]
-    except ValueError:
-        raise click.BadParameter(f"expected e.g. 0,8,32x32 (0: no hidden layer), got {hidden!r}", param_hint="--hidden") from None
-    if not layouts:
-        raise click.BadParameter("give at least one classifier, e.g. 0,8", param_hint="--hidden")
+        layouts = parse_hidden_layouts(hidden)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--hidden") from None
     x, y = make_toy(name, points, noise=noise, seed=seed)
     classifiers = [(describe_hidden(h), fit_toy_classifier(x, y, h, steps=steps, seed=seed)) for h in layouts]
     fig = plot_decision_regions(classifiers, x, y, title=f"{name}: {points} points; decision regions after {steps} Adam steps")
     _save_viz(fig, out, Path(f"boundary-{name}.png"))
-
-

@@ -1,4 +1,5 @@
-"""Datasets in memory, batches cut by indexing, augmentation on whole batches.
+"""Datasets in memory, the one image policy (``image``), batches cut by indexing,
+augmentation on whole batches, atomic writes and safe file names (``files``).
 
 Importing this package registers every dataset module (MNIST, Fashion-MNIST, ...).
 """
@@ -8,6 +9,7 @@ import pkgutil
 
 from cnnlab.data.batches import Batches
 from cnnlab.data.datasets import (
+    SPLITS,
     DatasetSpec,
     ImageDataset,
     channel_stats,
@@ -15,6 +17,7 @@ from cnnlab.data.datasets import (
     kfold_indices,
     list_datasets,
     load_dataset,
+    random_subset,
     register_dataset,
 )
 from cnnlab.data.root import data_root
@@ -25,6 +28,7 @@ for _module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
+    "SPLITS",
     "Batches",
     "DatasetSpec",
     "ImageDataset",
@@ -34,5 +38,6 @@ __all__ = [
     "kfold_indices",
     "list_datasets",
     "load_dataset",
+    "random_subset",
     "register_dataset",
 ]

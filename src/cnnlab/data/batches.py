@@ -2,7 +2,8 @@
 
 The whole split lives on the training device as uint8 (MNIST's 60,000 images are 47 MB).
 Each batch is one index_select, then conversion to float, padding, augmentation and
-normalisation on the whole batch, on that device.
+normalisation on the whole batch, on that device (the image policy of ``cnnlab.data.image``,
+step 5).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.data.datasets import ImageDataset
+from cnnlab.data.image import normalise
 
 # An augmentation takes a float batch (B, C, H, W) in [0, 1] and a generator and returns one
 # of the same kind (the data issue's augmentations follow this signature).
@@ -72,7 +74,7 @@ class Batches:
             x = F.pad(x, (self.pad,) * 4)
         if self.augment is not None:
             x = self.augment(x, self.generator)
-        x = (x - self.mean) / self.std
+        x = normalise(x, self.mean, self.std)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x

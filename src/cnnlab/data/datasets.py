@@ -181,6 +181,15 @@ def load_dataset(
     return full.subset(order[n_val:].sort().values, "train")
 
 
+def random_subset(dataset: ImageDataset, n: int, *, seed: int) -> ImageDataset:
+    """A seeded random ``n`` of the dataset's images, kept in the dataset's order (image
+    folders are sorted by class, so the first ``n`` would be a few classes only)."""
+    if not 0 < n <= len(dataset):
+        raise DataError(f"a subset of {dataset.name} {dataset.split} must have 1 to {len(dataset):,} images, got {n:,}")
+    pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    return dataset.subset(pick[:n].sort().values)
+
+
 def kfold_indices(n: int, folds: int, *, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """k-fold cross-validation: ``folds`` (train_indices, val_indices) pairs covering 0..n-1."""
     if not 2 <= folds <= n:

@@ -2,19 +2,20 @@
 
 Works with ``http(s)://`` and ``file://`` URLs (the tests serve files locally). A file is
 written to a temporary name beside its destination, its checksum verified, then renamed into
-place, so an interrupted or corrupt download never leaves a file that looks complete.
+place (``cnnlab.data.files.atomic_writer``), so an interrupted or corrupt download never leaves
+a file that looks complete.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
 
+from cnnlab.data.files import atomic_writer
 from cnnlab.errors import DataError
 
 CHUNK = 1 << 20
@@ -32,10 +33,9 @@ def download(url: str, dest: Path, *, md5: str, quiet: bool = False, timeout: fl
     """Fetch ``url`` to ``dest`` and verify its MD5; raises DataError on failure or mismatch."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
     h = hashlib.md5()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+        with urllib.request.urlopen(url, timeout=timeout) as response, atomic_writer(dest) as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with Progress(
                 "[progress.description]{task.description}",
@@ -51,15 +51,9 @@ def download(url: str, dest: Path, *, md5: str, quiet: bool = False, timeout: fl
                     out.write(chunk)
                     h.update(chunk)
                     progress.update(task, advance=len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
+            if h.hexdigest() != md5:  # raising here discards the temporary file
+                raise DataError(f"checksum mismatch for {url}: md5 {h.hexdigest()}, expected {md5}; the file was not kept")
     except (urllib.error.URLError, OSError, ValueError) as e:
-        tmp.unlink(missing_ok=True)
         reason = getattr(e, "reason", e)
         raise DataError(f"could not download {url}: {reason}") from None
-    digest = h.hexdigest()
-    if digest != md5:
-        tmp.unlink(missing_ok=True)
-        raise DataError(f"checksum mismatch for {url}: md5 {digest}, expected {md5}; the file was not kept")
-    os.replace(tmp, dest)
     return dest

@@ -9,7 +9,7 @@ new cache. A cache file that cannot be read is rebuilt.
 
 Size policy (stated, not guessed): when every image has the same size it is kept as is;
 otherwise (or when ``image_size`` is given) each image is resized so its shorter side is
-``S`` (bilinear, Pillow's antialiasing) and centre-cropped to ``S x S``. ``S`` is
+``S`` and centre-cropped to ``S x S`` (``cnnlab.data.image``, the policy ``predict`` uses too). ``S`` is
 ``image_size`` when given, else the median shorter side of the folder's images.
 Channels: RGB, unless every image is grayscale ("L"), then one channel.
 
@@ -35,6 +35,8 @@ import numpy as np
 import torch
 
 from cnnlab.data.datasets import DatasetSpec, register_dataset, register_resolver
+from cnnlab.data.files import atomic_write_bytes
+from cnnlab.data.image import decode_image, resize_and_crop
 from cnnlab.data.root import ENV_VAR
 from cnnlab.errors import DataError
 
@@ -110,41 +112,26 @@ def _probe(paths: list[str]) -> list[tuple[int, int, str] | None]:
 
 
 def _decode(args: tuple[list[str], int | None, int]) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
-    """Decode a chunk: (uint8 array (n_ok, H, W, C), indices within the chunk that worked,
-    [(path, reason)] of the failures). ``size`` None keeps the native size."""
-    from PIL import Image
-
+    """Decode a chunk with the image policy (``cnnlab.data.image``): (uint8 array (n_ok, H, W,
+    C), indices within the chunk that worked, [(path, reason)] of the failures). ``size`` None
+    keeps the native size."""
     paths, size, channels = args
-    mode = "L" if channels == 1 else "RGB"
     arrays, ok, failed = [], [], []
     for i, p in enumerate(paths):
         try:
-            with Image.open(p) as im:
-                im = im.convert(mode)
-                if size is not None:
-                    im = _shorter_side_centre_crop(im, size)
-                arrays.append(np.asarray(im, dtype=np.uint8).reshape(im.height, im.width, channels))
-                ok.append(i)
-        except Exception as e:  # truncated, not an image, permission denied...: skip, report
-            failed.append((p, f"{type(e).__name__}: {e}"))
+            im = decode_image(p, channels)
+            if size is not None:
+                im = resize_and_crop(im, (size, size))
+            arrays.append(np.asarray(im, dtype=np.uint8).reshape(im.height, im.width, channels))
+            ok.append(i)
+        except DataError as e:  # truncated, not an image, permission denied...: skip, report
+            failed.append((p, str(e)))
     if arrays and len({a.shape for a in arrays}) > 1:
         # Only possible with size None and a folder whose headers lied; the caller checks.
         shapes = sorted({a.shape for a in arrays})
         raise DataError(f"images of different sizes {shapes[:3]} in one chunk; pass image_size")
     stacked = np.stack(arrays) if arrays else np.zeros((0, 1, 1, channels), np.uint8)
     return stacked, ok, failed
-
-
-def _shorter_side_centre_crop(im, size: int):
-    from PIL import Image
-
-    w, h = im.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    if (nw, nh) != (w, h):
-        im = im.resize((nw, nh), Image.BILINEAR)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return im.crop((left, top, left + size, top + size))
 
 
 # --- the loader -----------------------------------------------------------------------------
@@ -189,19 +176,10 @@ def _read_cache(path: Path) -> dict | None:
 
 
 def _write_cache(path: Path, blob: dict) -> None:
-    """Write atomically: a temporary file beside it, then a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        buffer = io.BytesIO()
-        torch.save(blob, buffer)
-        with open(tmp, "wb") as f:
-            f.write(buffer.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    torch.save(blob, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_folder(

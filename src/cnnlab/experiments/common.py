@@ -30,9 +30,9 @@ from matplotlib.figure import Figure
 
 from cnnlab.data import DatasetSpec, get_dataset_spec, load_dataset, register_dataset
 from cnnlab.errors import UnknownNameError
-from cnnlab.train.config import TrainConfig
-from cnnlab.train.loop import Run
-from cnnlab.train.loop import train as train_loop
+from cnnlab.training.config import TrainConfig
+from cnnlab.training.loop import fit as train_loop
+from cnnlab.training.run import Run
 from cnnlab.viz.curves import save_figure
 
 
@@ -74,7 +74,7 @@ class Outcome:
     verdicts: list[Verdict]
     metrics: dict[str, Any]  # every number the report mentions (JSON-serialisable)
     figures: dict[str, Figure] = field(default_factory=dict)  # file stem -> figure
-    tables: list[str] = field(default_factory=list)  # markdown tables for the report
+    tables: list[str] = field(default_factory=list)  # Markdown tables (cnnlab.analysis.table.to_markdown)
     notes: list[str] = field(default_factory=list)  # deviations and caveats
 
 
@@ -153,12 +153,6 @@ def noise_band(a: Sequence[float], b: Sequence[float], *, floor: float) -> float
 def pct(value: float, sd: float | None = None) -> str:
     """A fraction as a percentage: ``1.23%`` or ``1.23 ± 0.05%``."""
     return f"{100 * value:.2f}%" if not sd else f"{100 * value:.2f} ± {100 * sd:.2f}%"
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 # --- derived datasets --------------------------------------------------------------------------
@@ -260,7 +254,7 @@ def render_report(experiment: Experiment, outcome: Outcome, record: dict, figure
         lines += [f"- **{mark}**: {v.claim}", f"  - measured: {v.measured}", f"  - rule: {v.rule}"]
     lines += ["", "## Setup", "", outcome.setup.strip(), ""]
     for table in outcome.tables:
-        lines += [table, ""]
+        lines += [table.rstrip("\n"), ""]
     if figures:
         lines += ["## Figures", ""] + [f"![{stem}]({stem}.png)" for stem in figures] + [""]
     if outcome.notes:

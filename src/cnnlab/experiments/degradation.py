@@ -14,12 +14,12 @@ the gap between plain-20 and plain-56.
 
 from __future__ import annotations
 
+from cnnlab.analysis.table import to_markdown
 from cnnlab.experiments.common import (
     Outcome,
     Settings,
     Verdict,
     derived_dataset,
-    markdown_table,
     mean_sd,
     pct,
     register_experiment,
@@ -89,7 +89,7 @@ def run(settings: Settings) -> Outcome:
         f"plain56 - resnet56 > {100 * MARGIN:.0f} pp", shortcut_gain > MARGIN,
     ))
     rows = [[f"{name} (width {WIDTH})", pct(*train[name]), pct(*test[name])] for name in errors]
-    table = markdown_table(["network", "training error (last epoch)", f"test error ({test_size:,} images)"], rows)
+    table = to_markdown(["network", "training error (last epoch)", f"test error ({test_size:,} images)"], rows)
     figures = {
         "error_curves": plot_error_curves(
             {

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import torch
 
-from cnnlab.data import load_dataset
+from cnnlab.analysis.table import to_markdown
 from cnnlab.data import augment as augment_module
+from cnnlab.data import load_dataset
 from cnnlab.data.augment import Augment, Compose, HorizontalFlip, RandomAffine, RandomShift
 from cnnlab.experiments.common import (
     Outcome,
     Settings,
     Verdict,
-    markdown_table,
     mean_sd,
     noise_band,
     pct,
@@ -139,7 +139,7 @@ def run(settings: Settings) -> Outcome:
         f"`RandomShift(2)` (up to 2 px in x and y), `RandomAffine(degrees=15)` (uniform tilt in +-15 degrees), both, "
         f"`HorizontalFlip(0.5)`, and a 180-degree rotation with probability 0.5."
     )
-    table = markdown_table(["augmentation", "keeps the label", "training error", "test error", "vs none", "effect"], rows)
+    table = to_markdown(["augmentation", "keeps the label", "training error", "test error", "vs none", "effect"], rows)
     notes = [
         "The 180-degree rotation (`RandomRotate180`) is defined in this experiment: the augmentation module had none when it was written.",
         "The conditions are registered as augmentation presets named `digits-*` so the standard trainer can use them.",

@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import torch
 
+from cnnlab.analysis.table import to_markdown
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluation import evaluate_members
 from cnnlab.experiments.common import (
     Outcome,
     Settings,
     Verdict,
     derived_dataset,
-    markdown_table,
     pct,
     register_experiment,
     train_quiet,
 )
-from cnnlab.train.evaluate import metrics_from_probs
+from cnnlab.training.evaluate import evaluate_members, metrics_from_probs
 from cnnlab.viz.experiment_plots import plot_ensemble
 
 
@@ -79,10 +78,10 @@ def run(settings: Settings) -> Outcome:
         f"{len(seeds)} LeNet-5s (ReLU, max pooling) trained on the same fixed random {subset:,} Fashion-MNIST training "
         f"images, {epochs} epochs, batch 64, Adam one-cycle (peak lr 0.003), differing only in their seed "
         f"({seeds}: initialisation and batch order). Each is evaluated on the 10,000 test images with "
-        f"`cnnlab.evaluation.evaluate_members` (the run folders' last weights); the ensemble averages their softmax "
+        f"`cnnlab.training.evaluate.evaluate_members` (the run folders' last weights); the ensemble averages their softmax "
         f"probabilities (AlexNet, Sec. 6)."
     )
-    table = markdown_table(["model", "test error"], rows)
+    table = to_markdown(["model", "test error"], rows)
     metrics = {"member_test_error": member_err, "ensemble_test_error": ensemble_err, "ensemble_by_k": by_k,
                "member_mean": mean_member, "best_member": best, "seeds": seeds, "train_subset": subset, "epochs": epochs}
     notes = ["Fashion-MNIST rather than MNIST: its ~10% error leaves room to see the gain; MNIST's ~1% hides it in noise."]

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import torch
 
+from cnnlab.analysis.table import to_markdown
 from cnnlab.data import load_dataset
 from cnnlab.experiments.common import (
     Outcome,
     Settings,
     Verdict,
     derived_dataset,
-    markdown_table,
     mean_sd,
     noise_band,
     pct,
@@ -123,6 +123,6 @@ def run(settings: Settings) -> Outcome:
         f"permutation (seed {PERMUTATION_SEED}); LeNet-5's 2-pixel zero padding to 32x32 comes after the permutation. "
         f"The same seed gives the same training subset, initialisation and batch order on both datasets."
     )
-    table = markdown_table(["model", "MNIST", "permuted", "difference", "noise band"], rows)
+    table = to_markdown(["model", "MNIST", "permuted", "difference", "noise band"], rows)
     notes = ["Small on purpose (2-core shared CPU): the full mode trains 12 networks in a few minutes."]
     return Outcome(setup, verdicts, metrics, figures, [table], notes)

@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 from cnnlab.analysis.receptive_field import stacked_field
-from cnnlab.experiments.common import Outcome, Settings, Verdict, markdown_table, register_experiment
+from cnnlab.analysis.table import to_markdown
+from cnnlab.experiments.common import Outcome, Settings, Verdict, register_experiment
 from cnnlab.viz.experiment_plots import plot_receptive_field
 
 KERNEL = 3
@@ -149,7 +150,7 @@ def run(settings: Settings) -> Outcome:
         ),
     ]
     rows = [[d, t, e, f"{s:.2f}", f"{f:.2f}", f"{v:.3f}"] for d, t, e, s, f, v in zip(depths, theory, extent, sigma, fraction, tv)]
-    table = markdown_table(["layers L", "theory 1 + 2L", "measured extent", "ERF std (px)", "std / L", "distance to Gaussian"], rows)
+    table = to_markdown(["layers L", "theory 1 + 2L", "measured extent", "ERF std (px)", "std / L", "distance to Gaussian"], rows)
     figures = {
         "receptive_field": plot_receptive_field(depths, extent, theory, sigma, maps, profiles, sqrt_fit=(a, slope)),
     }

@@ -10,12 +10,12 @@ trains with weight decay 5e-4, Krizhevsky et al. 2012, Sec. 5.)
 
 from __future__ import annotations
 
+from cnnlab.analysis.table import to_markdown
 from cnnlab.experiments.common import (
     Outcome,
     Settings,
     Verdict,
     derived_dataset,
-    markdown_table,
     mean_sd,
     noise_band,
     pct,
@@ -111,7 +111,7 @@ def run(settings: Settings) -> Outcome:
         f"epoch on a fixed random {TEST_SIZE:,} of the 10,000 test images (to keep the per-epoch curves cheap); training "
         f"error over the batches of the last epoch."
     )
-    table = markdown_table(["weight decay", "training error", "test error", "gap (test - train)"], rows)
+    table = to_markdown(["weight decay", "training error", "test error", "gap (test - train)"], rows)
     metrics = {"train_error": train_err, "test_error": test_err, "summary": summary, "train_subset": subset,
                "epochs": epochs, "seeds": seeds, "checked_decay": CHECKED}
     notes = [

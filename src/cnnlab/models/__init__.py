@@ -8,11 +8,16 @@ import pkgutil
 
 from cnnlab.models.registry import (
     ModelInfo,
+    ParamCount,
     Reported,
     create_model,
     get_model_info,
     list_models,
+    main_output,
+    model_label,
     register_model,
+    short_citation,
+    split_outputs,
 )
 
 # One module per family; importing each one fills the registry. Listing them by walking the
@@ -21,4 +26,16 @@ for _module in pkgutil.iter_modules(__path__):
     if _module.name != "registry" and not _module.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["ModelInfo", "Reported", "create_model", "get_model_info", "list_models", "register_model"]
+__all__ = [
+    "ModelInfo",
+    "ParamCount",
+    "Reported",
+    "create_model",
+    "get_model_info",
+    "list_models",
+    "main_output",
+    "model_label",
+    "register_model",
+    "short_citation",
+    "split_outputs",
+]

@@ -145,9 +145,10 @@ class AlexNet(nn.Module):
         note="prediction averaged over 10 patches (4 corners + centre, and their flips)",
     ),
     test_input_size=(3, 67, 67),
+    params=60_965_224,
 )
 def alexnet(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5) -> AlexNet:
-    """The paper's two-GPU AlexNet: grouped conv2/4/5, LRN, 227x227 input (60,965,224 params)."""
+    """The paper's two-GPU AlexNet: grouped conv2/4/5, LRN, 227x227 input."""
     return AlexNet(ALEXNET, num_classes=num_classes, in_chans=in_chans, dropout=dropout)
 
 
@@ -161,7 +162,8 @@ def alexnet(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5)
         note="single 224 centre crop",
     ),
     test_input_size=(3, 63, 63),
+    params=61_100_840,
 )
 def alexnet_onetower(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5) -> AlexNet:
-    """torchvision's single-GPU AlexNet, 64-192-384-256-256, no LRN (61,100,840 params)."""
+    """torchvision's single-GPU AlexNet, 64-192-384-256-256, no LRN."""
     return AlexNet(ALEXNET_ONE_TOWER, num_classes=num_classes, in_chans=in_chans, dropout=dropout)

@@ -26,6 +26,7 @@ zero-initialises the head only when transferring, which this module leaves to th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -129,31 +130,29 @@ class BiTResNetV2(nn.Module):
         return self.head(x).flatten(1)  # (B, num_classes)
 
 
-def _meta(reported: Reported | None) -> dict:
-    return dict(paper=KOLESNIKOV_2020, input_size=(3, 480, 480), reported=reported, test_input_size=(3, 32, 32))
+_bit = partial(register_model, paper=KOLESNIKOV_2020, input_size=(3, 480, 480), test_input_size=(3, 32, 32))
 
 
-@register_model(**_meta(None))
+@_bit(params=25_549_352)
 def bit_r50x1(*, num_classes: int = 1000, in_chans: int = 3) -> BiTResNetV2:
-    """BiT ResNet-50x1 (25.5M parameters): the smallest BiT backbone."""
+    """BiT ResNet-50x1: the smallest BiT backbone."""
     return BiTResNetV2(CONFIGS["R50x1"], num_classes=num_classes, in_chans=in_chans)
 
 
-@register_model(**_meta(None))
+@_bit(params=387_934_888)
 def bit_r101x3(*, num_classes: int = 1000, in_chans: int = 3) -> BiTResNetV2:
-    """BiT ResNet-101x3 (388M parameters)."""
+    """BiT ResNet-101x3."""
     return BiTResNetV2(CONFIGS["R101x3"], num_classes=num_classes, in_chans=in_chans)
 
 
-@register_model(
-    **_meta(
-        Reported(
-            top1=87.54,
-            source="Kolesnikov et al. 2020, Table 1: BiT-L (JFT-300M pre-training) fine-tuned on ImageNet",
-            note="BiT-M (ImageNet-21k pre-training): 85.39",
-        )
-    )
+@_bit(
+    reported=Reported(
+        top1=87.54,
+        source="Kolesnikov et al. 2020, Table 1: BiT-L (JFT-300M pre-training) fine-tuned on ImageNet",
+        note="BiT-M (ImageNet-21k pre-training): 85.39",
+    ),
+    params=936_533_224,
 )
 def bit_r152x4(*, num_classes: int = 1000, in_chans: int = 3) -> BiTResNetV2:
-    """BiT ResNet-152x4 (937M parameters), the BiT-L model."""
+    """BiT ResNet-152x4, the BiT-L model."""
     return BiTResNetV2(CONFIGS["R152x4"], num_classes=num_classes, in_chans=in_chans)

@@ -138,10 +138,11 @@ class BNInception(nn.Module):
     reported=Reported(
         top1=74.8,
         top5=92.18,
-        source="Ioffe & Szegedy 2015, Table 3: BN-Inception single crop, 25.2% / 7.82% error",
-        note="Table 2: 74.8% top-1 for BN-x30; 144 crops: 21.99% / 5.82%",
+        source="Ioffe & Szegedy 2015, Figure 4: BN-Inception single crop, 25.2% / 7.82% error",
+        note="Figure 3: 74.8% top-1 for BN-x30; Figure 4, 144 crops: 21.99% / 5.82%",
     ),
     test_input_size=(3, 32, 32),
+    params=11_285_224,
 )
 def bn_inception(*, num_classes: int = 1000, in_chans: int = 3, se: bool = False) -> BNInception:
     """BN-Inception (Figure 5); ``se=True`` gives SE-BN-Inception (Hu et al. 2018)."""

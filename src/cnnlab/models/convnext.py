@@ -23,6 +23,7 @@ are the paper's ImageNet-1K settings (Appendix A, Table 5), rising linearly over
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -130,28 +131,26 @@ class ConvNeXt(nn.Module):
         return self.classifier(x)  # (B, num_classes)
 
 
-def _meta(top1: float) -> dict:
-    return dict(
-        paper=LIU_2022,
-        input_size=(3, 224, 224),
-        reported=Reported(top1=top1, source="Liu et al. 2022, Table 1 (ImageNet-1K trained, 224)"),
-        test_input_size=(3, 32, 32),
-    )
+def _table_1(top1: float) -> Reported:
+    return Reported(top1=top1, source="Liu et al. 2022, Table 1 (ImageNet-1K trained, 224)")
 
 
-@register_model(**_meta(82.1))
+_convnext = partial(register_model, paper=LIU_2022, input_size=(3, 224, 224), test_input_size=(3, 32, 32))
+
+
+@_convnext(reported=_table_1(82.1), params=28_589_128)
 def convnext_t(*, num_classes: int = 1000, in_chans: int = 3) -> ConvNeXt:
     """ConvNeXt-T (28.6M parameters, 4.5 GMACs)."""
     return ConvNeXt(CONFIGS["T"], num_classes=num_classes, in_chans=in_chans)
 
 
-@register_model(**_meta(83.1))
+@_convnext(reported=_table_1(83.1), params=50_223_688)
 def convnext_s(*, num_classes: int = 1000, in_chans: int = 3) -> ConvNeXt:
     """ConvNeXt-S (50.2M parameters, 8.7 GMACs)."""
     return ConvNeXt(CONFIGS["S"], num_classes=num_classes, in_chans=in_chans)
 
 
-@register_model(**_meta(83.8))
+@_convnext(reported=_table_1(83.8), params=88_591_464)
 def convnext_b(*, num_classes: int = 1000, in_chans: int = 3) -> ConvNeXt:
     """ConvNeXt-B (88.6M parameters, 15.4 GMACs)."""
     return ConvNeXt(CONFIGS["B"], num_classes=num_classes, in_chans=in_chans)

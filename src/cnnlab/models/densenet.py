@@ -30,6 +30,7 @@ Deviations and notes:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -118,50 +119,34 @@ def _densenet(depth: str, num_classes: int, in_chans: int, memory_efficient: boo
 # 29 -> conv0 15 -> pool0 8 -> transitions 4, 2, 1.
 _SMALLEST_INPUT = (3, 29, 29)
 _TABLE3 = "Huang et al. 2017, Table 3 (single-crop error 25.02/7.71, 23.80/6.85, 22.58/6.34)"
+_densenet_bc = partial(register_model, paper=HUANG_2017, input_size=(3, 224, 224), test_input_size=_SMALLEST_INPUT)
 
 
-@register_model(
-    paper=HUANG_2017,
-    input_size=(3, 224, 224),
-    reported=Reported(top1=74.98, top5=92.29, source=_TABLE3),
-    test_input_size=_SMALLEST_INPUT,
-)
+@_densenet_bc(reported=Reported(top1=74.98, top5=92.29, source=_TABLE3), params=7_978_856)
 def densenet121(*, num_classes: int = 1000, in_chans: int = 3, memory_efficient: bool = False) -> DenseNet:
     """DenseNet-BC-121, k = 32."""
     return _densenet("121", num_classes, in_chans, memory_efficient)
 
 
-@register_model(
-    paper=HUANG_2017,
-    input_size=(3, 224, 224),
-    reported=Reported(top1=76.20, top5=93.15, source=_TABLE3),
-    test_input_size=_SMALLEST_INPUT,
-)
+@_densenet_bc(reported=Reported(top1=76.20, top5=93.15, source=_TABLE3), params=14_149_480)
 def densenet169(*, num_classes: int = 1000, in_chans: int = 3, memory_efficient: bool = False) -> DenseNet:
     """DenseNet-BC-169, k = 32."""
     return _densenet("169", num_classes, in_chans, memory_efficient)
 
 
-@register_model(
-    paper=HUANG_2017,
-    input_size=(3, 224, 224),
-    reported=Reported(top1=77.42, top5=93.66, source=_TABLE3),
-    test_input_size=_SMALLEST_INPUT,
-)
+@_densenet_bc(reported=Reported(top1=77.42, top5=93.66, source=_TABLE3), params=20_013_928)
 def densenet201(*, num_classes: int = 1000, in_chans: int = 3, memory_efficient: bool = False) -> DenseNet:
     """DenseNet-BC-201, k = 32."""
     return _densenet("201", num_classes, in_chans, memory_efficient)
 
 
-@register_model(
-    paper=HUANG_2017,
-    input_size=(3, 224, 224),
+@_densenet_bc(
     reported=Reported(
         top1=77.138,
         top5=93.560,
         source="torchvision DenseNet161_Weights.IMAGENET1K_V1 (the paper's Table 3 has no DenseNet-161)",
     ),
-    test_input_size=_SMALLEST_INPUT,
+    params=28_681_000,
 )
 def densenet161(*, num_classes: int = 1000, in_chans: int = 3, memory_efficient: bool = False) -> DenseNet:
     """DenseNet-BC-161, k = 48, 96-channel stem."""

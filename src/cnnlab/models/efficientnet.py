@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 from torch import Tensor, nn
 
@@ -176,47 +177,53 @@ class EfficientNet(nn.Module):
         return self.classifier(x)  # (B, num_classes)
 
 
-def _meta(variant: str, top1: float, top5: float) -> dict:
-    size = SCALING[variant].resolution
-    return dict(
-        paper=TAN_LE_2019,
-        input_size=(3, size, size),
-        reported=Reported(top1=top1, top5=top5, source="Tan & Le 2019, Table 2"),
-        test_input_size=(3, 32, 32),
-    )
+def _input_size(variant: str) -> tuple[int, int, int]:
+    return (3, SCALING[variant].resolution, SCALING[variant].resolution)
 
 
-@register_model(**_meta("b0", 77.1, 93.3))
+def _table_2(top1: float, top5: float) -> Reported:
+    return Reported(top1=top1, top5=top5, source="Tan & Le 2019, Table 2")
+
+
+_efficientnet = partial(register_model, paper=TAN_LE_2019, test_input_size=(3, 32, 32))
+
+
+# Each docstring quotes the paper's Table 2 (parameters rounded, "FLOPS" as the paper counts
+# them) and then cnnlab's own count at the model's resolution: exact parameters and
+# multiply-accumulates (GMACs) counted by cnnlab.analysis (tests/models/test_efficientnet.py).
+
+
+@_efficientnet(input_size=_input_size("b0"), reported=_table_2(77.1, 93.3), params=5_288_548)
 def efficientnet_b0(*, num_classes: int = 1000, in_chans: int = 3) -> EfficientNet:
-    """EfficientNet-B0, the searched baseline (5.3M parameters, 0.39 GMACs at 224)."""
+    """EfficientNet-B0, the searched baseline. Paper: 5.3M parameters, 0.39B FLOPS; counted: 0.39 GMACs at 224."""
     return EfficientNet(SCALING["b0"], num_classes=num_classes, in_chans=in_chans)
 
 
-@register_model(**_meta("b3", 81.6, 95.7))
+@_efficientnet(input_size=_input_size("b3"), reported=_table_2(81.6, 95.7), params=12_233_232)
 def efficientnet_b3(*, num_classes: int = 1000, in_chans: int = 3) -> EfficientNet:
-    """EfficientNet-B3 (12M parameters, 1.8 GMACs at 300)."""
+    """EfficientNet-B3. Paper: 12M parameters, 1.8B FLOPS; counted: 1.83 GMACs at 300."""
     return EfficientNet(SCALING["b3"], num_classes=num_classes, in_chans=in_chans)
 
 
-@register_model(**_meta("b4", 82.9, 96.4))
+@_efficientnet(input_size=_input_size("b4"), reported=_table_2(82.9, 96.4), params=19_341_616)
 def efficientnet_b4(*, num_classes: int = 1000, in_chans: int = 3) -> EfficientNet:
-    """EfficientNet-B4 (19M parameters, 4.2 GMACs at 380)."""
+    """EfficientNet-B4. Paper: 19M parameters, 4.2B FLOPS; counted: 4.39 GMACs at 380."""
     return EfficientNet(SCALING["b4"], num_classes=num_classes, in_chans=in_chans)
 
 
-@register_model(**_meta("b5", 83.6, 96.7))
+@_efficientnet(input_size=_input_size("b5"), reported=_table_2(83.6, 96.7), params=30_389_784)
 def efficientnet_b5(*, num_classes: int = 1000, in_chans: int = 3) -> EfficientNet:
-    """EfficientNet-B5 (30M parameters, 9.9 GMACs at 456)."""
+    """EfficientNet-B5. Paper: 30M parameters, 9.9B FLOPS; counted: 10.27 GMACs at 456."""
     return EfficientNet(SCALING["b5"], num_classes=num_classes, in_chans=in_chans)
 
 
-@register_model(**_meta("b6", 84.0, 96.8))
+@_efficientnet(input_size=_input_size("b6"), reported=_table_2(84.0, 96.8), params=43_040_704)
 def efficientnet_b6(*, num_classes: int = 1000, in_chans: int = 3) -> EfficientNet:
-    """EfficientNet-B6 (43M parameters, 19 GMACs at 528)."""
+    """EfficientNet-B6. Paper: 43M parameters, 19B FLOPS; counted: 19.07 GMACs at 528."""
     return EfficientNet(SCALING["b6"], num_classes=num_classes, in_chans=in_chans)
 
 
-@register_model(**_meta("b7", 84.3, 97.0))
+@_efficientnet(input_size=_input_size("b7"), reported=_table_2(84.3, 97.0), params=66_347_960)
 def efficientnet_b7(*, num_classes: int = 1000, in_chans: int = 3) -> EfficientNet:
-    """EfficientNet-B7 (66M parameters, 37 GMACs at 600)."""
+    """EfficientNet-B7. Paper: 66M parameters, 37B FLOPS; counted: 37.75 GMACs at 600."""
     return EfficientNet(SCALING["b7"], num_classes=num_classes, in_chans=in_chans)

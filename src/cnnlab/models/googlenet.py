@@ -37,15 +37,16 @@ hence this model's 1.59 G multiply-adds against the paper's rounded "1.5 billion
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from torch import Tensor, nn
 
 from cnnlab.layers.conv import ConvNormAct
 from cnnlab.layers.inception import ConvFactory, Inception, InceptionSpec
 from cnnlab.layers.lrn import LocalResponseNorm
-from cnnlab.models.registry import Reported, register_model
+from cnnlab.models.registry import ParamCount, Reported, register_model
 
 SZEGEDY_2015 = "Szegedy et al. 2015, Going deeper with convolutions"
 
@@ -194,15 +195,28 @@ class GoogLeNet(nn.Module):
     paper=SZEGEDY_2015,
     input_size=(3, 224, 224),
     reported=Reported(
-        # The GoogLeNet paper reports top-5 only; the top-1 is Ioffe & Szegedy 2015's
-        # retrained Inception (the same network), single crop, their Table 2.
-        top1=72.2,
+        # The paper reports top-5 error only. The 72.2% top-1 often quoted for "Inception" is
+        # Ioffe & Szegedy 2015's modified network (two 3x3 convs per 5x5, 13.6M parameters),
+        # not this one; reproductions of GoogLeNet itself are in the note.
+        top1=None,
         top5=89.93,
-        source="Szegedy et al. 2015, Table 3: single model, 1 crop, 10.07% top-5 error; "
-        "top-1 from Ioffe & Szegedy 2015, Table 2 (Inception, single crop)",
-        note="7 models x 144 crops: 6.67% top-5 error (Tables 2 and 3)",
+        source="Szegedy et al. 2015, Table 3: single model, 1 crop, 10.07% top-5 error (no top-1 given)",
+        note="7 models x 144 crops: 6.67% top-5 error (Tables 2 and 3). Reproductions, top-1 / top-5: "
+        "BVLC Caffe bvlc_googlenet 68.7 / 88.9 (centre crop); torchvision GoogLeNet_Weights.IMAGENET1K_V1 "
+        "69.778 / 89.53 (variant='torchvision')",
     ),
     test_input_size=(3, 32, 32),
+    # The default build carries the two auxiliary classifiers, which only run in training.
+    params=13_378_280,
+    params_variants=(
+        ParamCount(6_998_552, {"aux_logits": False}, "without the two training-only auxiliary heads"),
+        ParamCount(
+            6_624_904,
+            {"variant": "torchvision", "aux_logits": False},
+            "torchvision's variant without auxiliary heads",
+            source="torchvision GoogLeNet_Weights.IMAGENET1K_V1 num_params",
+        ),
+    ),
 )
 def googlenet(
     *, num_classes: int = 1000, in_chans: int = 3, variant: str = "paper", aux_logits: bool = True, se: bool = False

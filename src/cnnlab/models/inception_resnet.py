@@ -31,12 +31,14 @@ the scaling and addition (SE-Inception-ResNet, Hu et al. 2018, Figure 3).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
 from cnnlab.layers.se import SqueezeExcite
 from cnnlab.models.inception_v4 import (
+    NON_BLACKLISTED,
     SZEGEDY_2017,
     TABLE1,
     Conv,
@@ -230,22 +232,26 @@ class InceptionResNet(nn.Module):
         return self.fc(self.dropout(self.pool(x).flatten(1)))  # (B, num_classes)
 
 
-@register_model(
-    paper=SZEGEDY_2017,
-    input_size=(3, 299, 299),
-    reported=Reported(top1=78.7, top5=94.5, source="Szegedy et al. 2017, Table 2: 21.3% / 5.5% error, single crop"),
-    test_input_size=(3, 75, 75),
-)
+_inception_resnet = partial(register_model, paper=SZEGEDY_2017, input_size=(3, 299, 299), test_input_size=(3, 75, 75))
+
+
+# NOTE: no reported accuracy for v1. Table 2 of the paper has an Inception-ResNet-v1 row, but
+# its figures could not be verified against the paper's text and v1 was never released to
+# reproduce, so cnnlab quotes none rather than an unchecked number.
+@_inception_resnet(params=22_756_328)
 def inception_resnet_v1(*, num_classes: int = 1000, in_chans: int = 3, se: bool = False) -> InceptionResNet:
     """Inception-ResNet-v1 as drawn in Figures 10-15; ``se=True`` adds SE to each residual branch."""
     return InceptionResNet(CONFIGS["inception_resnet_v1"], num_classes=num_classes, in_chans=in_chans, se=se)
 
 
-@register_model(
-    paper=SZEGEDY_2017,
-    input_size=(3, 299, 299),
-    reported=Reported(top1=80.1, top5=95.1, source="Szegedy et al. 2017, Table 2: 19.9% / 4.9% error, single crop"),
-    test_input_size=(3, 75, 75),
+@_inception_resnet(
+    reported=Reported(
+        top1=80.1,
+        top5=95.1,
+        source="Szegedy et al. 2017, Table 2: 19.9% / 4.9% error, single crop",
+        note=NON_BLACKLISTED,
+    ),
+    params=55_843_464,
 )
 def inception_resnet_v2(*, num_classes: int = 1000, in_chans: int = 3, se: bool = False) -> InceptionResNet:
     """Inception-ResNet-v2 as released (TF-slim); ``se=True`` adds SE to each residual branch."""

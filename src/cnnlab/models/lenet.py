@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnlab.models.mlp import LECUN_1998, make_activation
-from cnnlab.models.registry import Reported, register_model
+from cnnlab.models.registry import ParamCount, Reported, register_model
 
 POOLS: dict[str, type[nn.Module]] = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
 
@@ -231,11 +231,16 @@ class LeNet5Paper(nn.Module):
     paper=LECUN_1998,
     input_size=(1, 32, 32),
     reported=Reported(top1=99.05, dataset="MNIST", source="LeCun et al. 1998, Fig. 9: LeNet-5, no distortions"),
+    params=61_706,
+    params_variants=(
+        ParamCount(60_000, {"paper": True}, "as published (partial C3 table, trainable subsampling)",
+                   source="LeCun et al. 1998, Section II-B"),
+    ),
 )
 def lenet5(
     *, num_classes: int = 10, in_chans: int = 1, activation: str = "tanh", pool: str = "avg", paper: bool = False
 ) -> LeNet5 | LeNet5Paper:
-    """LeNet-5 with full C3 connections (61,706 parameters); ``paper=True``: as published (60,000)."""
+    """LeNet-5 with full C3 connections; ``paper=True``: as published."""
     if paper:
         if (activation, pool) != ("tanh", "avg"):
             raise ValueError(

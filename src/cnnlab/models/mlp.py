@@ -51,7 +51,9 @@ class MLP(nn.Module):
         return self.layers(x)  # (B, num_classes) logits
 
 
-@register_model(paper="Rosenblatt 1958; a single sigmoid neuron / linear classifier", input_size=(1, 28, 28))
+@register_model(
+    paper="Rosenblatt 1958; a single sigmoid neuron / linear classifier", input_size=(1, 28, 28), params=7_850
+)
 def perceptron(*, num_classes: int = 10, in_chans: int = 1, image_size: int = 28) -> MLP:
     """One linear layer: sigma(w . x + b), the lectures' single neuron."""
     return MLP(in_features=in_chans * image_size * image_size, hidden=(), num_classes=num_classes)
@@ -61,6 +63,7 @@ def perceptron(*, num_classes: int = 10, in_chans: int = 1, image_size: int = 28
     paper=LECUN_1998,
     input_size=(1, 28, 28),
     reported=Reported(top1=95.3, dataset="MNIST", source="LeCun et al. 1998, Fig. 9: 2-layer NN, 300 HU"),
+    params=238_510,
 )
 def mlp(
     *,

@@ -41,11 +41,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
-from cnnlab.models.registry import Reported, register_model
+from cnnlab.models.registry import register_model
 
 PAPER = "He, Zhang, Ren, Sun 2015, Delving Deep into Rectifiers (PReLU)"
 PRELU_INIT = 0.25  # Section 2.1: initial slope a_i of every PReLU
@@ -130,24 +131,23 @@ class PReLUNet(nn.Module):
         return self.classifier(x)  # (B, num_classes)
 
 
-def _register():
-    # SPP takes any map size; at 32x32 every stage still has more than one pixel (16, 8, 4, 2).
-    return register_model(paper=PAPER, input_size=(3, 224, 224), reported=None, test_input_size=(3, 32, 32))
+# SPP takes any map size; at 32x32 every stage still has more than one pixel (16, 8, 4, 2).
+_prelu_net = partial(register_model, paper=PAPER, input_size=(3, 224, 224), test_input_size=(3, 32, 32))
 
 
-@_register()
+@_prelu_net(params=178_032_072)
 def prelu_net_a(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5) -> PReLUNet:
     """Model A of Table 3: 19 layers, PReLU, He init, spatial pyramid pooling."""
     return PReLUNet(MODEL_A, num_classes=num_classes, in_chans=in_chans, dropout=dropout)
 
 
-@_register()
+@_prelu_net(params=183_343_048)
 def prelu_net_b(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5) -> PReLUNet:
     """Model B of Table 3: model A with a sixth conv in each stage (22 layers)."""
     return PReLUNet(MODEL_B, num_classes=num_classes, in_chans=in_chans, dropout=dropout)
 
 
-@_register()
+@_prelu_net(params=330_623_944)
 def prelu_net_c(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5) -> PReLUNet:
     """Model C of Table 3: model B widened to 384/768/896 filters (22 layers)."""
     return PReLUNet(MODEL_C, num_classes=num_classes, in_chans=in_chans, dropout=dropout)

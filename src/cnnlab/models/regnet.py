@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 from torch import Tensor, nn
 
@@ -165,34 +166,22 @@ def _reported(error: float, source: str) -> Reported:
     return Reported(top1=round(100.0 - error, 1), source=source)
 
 
-@register_model(
-    paper=RADOSAVOVIC_2020,
-    input_size=(3, 224, 224),
-    reported=_reported(20.6, "Radosavovic et al. 2020, Table 4 (top-1 error 20.6)"),
-    test_input_size=(3, 32, 32),
-)
+_regnet = partial(register_model, paper=RADOSAVOVIC_2020, input_size=(3, 224, 224), test_input_size=(3, 32, 32))
+
+
+@_regnet(reported=_reported(20.6, "Radosavovic et al. 2020, Table 4 (top-1 error 20.6)"), params=20_646_656)
 def regnety_4gf(*, num_classes: int = 1000, in_chans: int = 3) -> RegNet:
     """RegNetY-4.0GF (20.6M parameters, 4.0 GMACs)."""
     return RegNet(REGNETY["4.0GF"], num_classes=num_classes, in_chans=in_chans)
 
 
-@register_model(
-    paper=RADOSAVOVIC_2020,
-    input_size=(3, 224, 224),
-    reported=_reported(20.1, "Radosavovic et al. 2020, Table 4 (top-1 error 20.1)"),
-    test_input_size=(3, 32, 32),
-)
+@_regnet(reported=_reported(20.1, "Radosavovic et al. 2020, Table 4 (top-1 error 20.1)"), params=39_180_068)
 def regnety_8gf(*, num_classes: int = 1000, in_chans: int = 3) -> RegNet:
     """RegNetY-8.0GF (39.2M parameters, 8.0 GMACs)."""
     return RegNet(REGNETY["8.0GF"], num_classes=num_classes, in_chans=in_chans)
 
 
-@register_model(
-    paper=RADOSAVOVIC_2020,
-    input_size=(3, 224, 224),
-    reported=_reported(19.6, "pycls model zoo (MODEL_ZOO.md), RegNetY-16GF top-1 error 19.6"),
-    test_input_size=(3, 32, 32),
-)
+@_regnet(reported=_reported(19.6, "pycls model zoo (MODEL_ZOO.md), RegNetY-16GF top-1 error 19.6"), params=83_590_140)
 def regnety_16gf(*, num_classes: int = 1000, in_chans: int = 3) -> RegNet:
     """RegNetY-16GF (83.6M parameters, 15.9 GMACs)."""
     return RegNet(REGNETY["16GF"], num_classes=num_classes, in_chans=in_chans)

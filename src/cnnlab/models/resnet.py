@@ -36,6 +36,7 @@ ResNeXt and SE-ResNet reuse ``ResNet`` with another ``BlockSpec`` (see resnext.p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from torch import Tensor, nn
 
@@ -129,7 +130,7 @@ def init_resnet(model: nn.Module, *, zero_init_residual: bool = False) -> None:
                 nn.init.zeros_(m.last_bn.weight)
 
 
-def _resnet(
+def build_resnet(
     depth: int,
     *,
     num_classes: int,
@@ -139,113 +140,80 @@ def _resnet(
     shortcut_option: str = "B",
     zero_init_residual: bool = False,
 ) -> ResNet:
+    """The Table 1 network of ``depth`` layers with the given block options."""
     kind, depths = TABLE_1[depth]
     spec = BlockSpec(kind, stride_in_3x3=stride_in_3x3, shortcut=shortcut, shortcut_option=shortcut_option)
     return ResNet(depths, spec, num_classes=num_classes, in_chans=in_chans, zero_init_residual=zero_init_residual)
 
 
-# Reported accuracies: single model, ImageNet val, 10-crop testing (Tables 2 and 3 of the
-# paper). Table 2 (ResNet-18, plain nets) gives top-1 only and uses option A shortcuts.
+# What every ImageNet ResNet registers. Reported accuracies: single model, ImageNet val,
+# 10-crop testing (Tables 2 and 3 of the paper). Table 2 (ResNet-18, plain nets) gives top-1
+# only and uses option A shortcuts.
+_resnet = partial(register_model, paper=HE_2016, input_size=(3, 224, 224), test_input_size=TEST_INPUT_SIZE)
 TEN_CROP = "10-crop testing"
 
 
-@register_model(
-    paper=HE_2016,
-    input_size=(3, 224, 224),
+@_resnet(
     reported=Reported(top1=72.12, source="He et al. 2016, Table 2", note=TEN_CROP + "; option A shortcuts"),
-    test_input_size=TEST_INPUT_SIZE,
+    params=11_689_512,
 )
 def resnet18(
     *, num_classes: int = 1000, in_chans: int = 3, shortcut_option: str = "B", zero_init_residual: bool = False
 ) -> ResNet:
-    """ResNet-18: basic blocks [2, 2, 2, 2] (11,689,512 parameters)."""
-    return _resnet(
-        18, num_classes=num_classes, in_chans=in_chans, shortcut_option=shortcut_option,
-        zero_init_residual=zero_init_residual,
-    )
+    """ResNet-18: basic blocks [2, 2, 2, 2]."""
+    return build_resnet(18, num_classes=num_classes, in_chans=in_chans,
+                        shortcut_option=shortcut_option, zero_init_residual=zero_init_residual)
 
 
-@register_model(
-    paper=HE_2016,
-    input_size=(3, 224, 224),
+@_resnet(
     reported=Reported(top1=75.48, top5=92.54, source="He et al. 2016, Table 3 (ResNet-34 B)", note=TEN_CROP),
-    test_input_size=TEST_INPUT_SIZE,
+    params=21_797_672,
 )
 def resnet34(
     *, num_classes: int = 1000, in_chans: int = 3, shortcut_option: str = "B", zero_init_residual: bool = False
 ) -> ResNet:
-    """ResNet-34: basic blocks [3, 4, 6, 3] (21,797,672 parameters)."""
-    return _resnet(
-        34, num_classes=num_classes, in_chans=in_chans, shortcut_option=shortcut_option,
-        zero_init_residual=zero_init_residual,
-    )
+    """ResNet-34: basic blocks [3, 4, 6, 3]."""
+    return build_resnet(34, num_classes=num_classes, in_chans=in_chans,
+                        shortcut_option=shortcut_option, zero_init_residual=zero_init_residual)
 
 
-@register_model(
-    paper=HE_2016,
-    input_size=(3, 224, 224),
-    reported=Reported(top1=77.15, top5=93.29, source="He et al. 2016, Table 3", note=TEN_CROP),
-    test_input_size=TEST_INPUT_SIZE,
-)
+@_resnet(reported=Reported(top1=77.15, top5=93.29, source="He et al. 2016, Table 3", note=TEN_CROP), params=25_557_032)
 def resnet50(
     *, num_classes: int = 1000, in_chans: int = 3, stride_in_3x3: bool = False, zero_init_residual: bool = False
 ) -> ResNet:
-    """ResNet-50: bottleneck blocks [3, 4, 6, 3] (25,557,032 parameters)."""
-    return _resnet(
-        50, num_classes=num_classes, in_chans=in_chans, stride_in_3x3=stride_in_3x3,
-        zero_init_residual=zero_init_residual,
-    )
+    """ResNet-50: bottleneck blocks [3, 4, 6, 3]."""
+    return build_resnet(50, num_classes=num_classes, in_chans=in_chans,
+                        stride_in_3x3=stride_in_3x3, zero_init_residual=zero_init_residual)
 
 
-@register_model(
-    paper=HE_2016,
-    input_size=(3, 224, 224),
-    reported=Reported(top1=78.25, top5=93.95, source="He et al. 2016, Table 3", note=TEN_CROP),
-    test_input_size=TEST_INPUT_SIZE,
-)
+@_resnet(reported=Reported(top1=78.25, top5=93.95, source="He et al. 2016, Table 3", note=TEN_CROP), params=44_549_160)
 def resnet101(
     *, num_classes: int = 1000, in_chans: int = 3, stride_in_3x3: bool = False, zero_init_residual: bool = False
 ) -> ResNet:
-    """ResNet-101: bottleneck blocks [3, 4, 23, 3] (44,549,160 parameters)."""
-    return _resnet(
-        101, num_classes=num_classes, in_chans=in_chans, stride_in_3x3=stride_in_3x3,
-        zero_init_residual=zero_init_residual,
-    )
+    """ResNet-101: bottleneck blocks [3, 4, 23, 3]."""
+    return build_resnet(101, num_classes=num_classes, in_chans=in_chans,
+                        stride_in_3x3=stride_in_3x3, zero_init_residual=zero_init_residual)
 
 
-@register_model(
-    paper=HE_2016,
-    input_size=(3, 224, 224),
-    reported=Reported(top1=78.57, top5=94.29, source="He et al. 2016, Table 3", note=TEN_CROP),
-    test_input_size=TEST_INPUT_SIZE,
-)
+@_resnet(reported=Reported(top1=78.57, top5=94.29, source="He et al. 2016, Table 3", note=TEN_CROP), params=60_192_808)
 def resnet152(
     *, num_classes: int = 1000, in_chans: int = 3, stride_in_3x3: bool = False, zero_init_residual: bool = False
 ) -> ResNet:
-    """ResNet-152: bottleneck blocks [3, 8, 36, 3] (60,192,808 parameters)."""
-    return _resnet(
-        152, num_classes=num_classes, in_chans=in_chans, stride_in_3x3=stride_in_3x3,
-        zero_init_residual=zero_init_residual,
-    )
+    """ResNet-152: bottleneck blocks [3, 8, 36, 3]."""
+    return build_resnet(152, num_classes=num_classes, in_chans=in_chans,
+                        stride_in_3x3=stride_in_3x3, zero_init_residual=zero_init_residual)
 
 
-@register_model(
-    paper=HE_2016,
-    input_size=(3, 224, 224),
-    reported=Reported(top1=72.06, source="He et al. 2016, Table 2 (plain-18)", note=TEN_CROP),
-    test_input_size=TEST_INPUT_SIZE,
-)
+@_resnet(reported=Reported(top1=72.06, source="He et al. 2016, Table 2 (plain-18)", note=TEN_CROP), params=11_515_688)
 def plain18(*, num_classes: int = 1000, in_chans: int = 3) -> ResNet:
     """The 18-layer plain network: ResNet-18 without its shortcuts (Fig. 3 middle)."""
-    return _resnet(18, num_classes=num_classes, in_chans=in_chans, shortcut=False)
+    return build_resnet(18, num_classes=num_classes, in_chans=in_chans, shortcut=False)
 
 
-@register_model(
-    paper=HE_2016,
-    input_size=(3, 224, 224),
+@_resnet(
     reported=Reported(top1=71.46, top5=89.98, source="He et al. 2016, Table 3 (plain-34)", note=TEN_CROP),
-    test_input_size=TEST_INPUT_SIZE,
+    params=21_623_848,
 )
 def plain34(*, num_classes: int = 1000, in_chans: int = 3) -> ResNet:
     """The 34-layer plain network: ResNet-34 without its shortcuts (Fig. 3 middle)."""
-    return _resnet(34, num_classes=num_classes, in_chans=in_chans, shortcut=False)
+    return build_resnet(34, num_classes=num_classes, in_chans=in_chans, shortcut=False)

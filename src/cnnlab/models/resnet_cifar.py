@@ -23,6 +23,8 @@ torchvision's ImageNet ResNet (``conv1``, ``bn1``, ``layer1.0.conv1``, ..., ``fc
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch import Tensor, nn
 
 from cnnlab.layers.residual import BlockSpec
@@ -81,80 +83,72 @@ def _table_6(error: float, note: str = "") -> Reported:
     return Reported(top1=round(100 - error, 2), dataset="CIFAR-10", source="He et al. 2016, Table 6", note=note)
 
 
-# The plain nets have no table, only curves (Fig. 6): their test error rises with depth.
+# Every CIFAR-10 net. The plain nets have no table, only curves (Fig. 6): their test error
+# rises with depth.
+_cifar = partial(register_model, paper=HE_2016, input_size=(3, 32, 32), test_input_size=(3, 32, 32))
 
 
-@register_model(paper=HE_2016, input_size=(3, 32, 32), reported=_table_6(8.75), test_input_size=(3, 32, 32))
+@_cifar(reported=_table_6(8.75), params=269_722)
 def resnet20(*, num_classes: int = 10, in_chans: int = 3, width: int = 16) -> CifarResNet:
-    """ResNet-20 for CIFAR-10 (n = 3; 269,722 parameters)."""
+    """ResNet-20 for CIFAR-10 (n = 3)."""
     return _cifar_resnet(20, shortcut=True, num_classes=num_classes, in_chans=in_chans, width=width)
 
 
-@register_model(paper=HE_2016, input_size=(3, 32, 32), reported=_table_6(7.51), test_input_size=(3, 32, 32))
+@_cifar(reported=_table_6(7.51), params=464_154)
 def resnet32(*, num_classes: int = 10, in_chans: int = 3, width: int = 16) -> CifarResNet:
-    """ResNet-32 for CIFAR-10 (n = 5; 464,154 parameters)."""
+    """ResNet-32 for CIFAR-10 (n = 5)."""
     return _cifar_resnet(32, shortcut=True, num_classes=num_classes, in_chans=in_chans, width=width)
 
 
-@register_model(paper=HE_2016, input_size=(3, 32, 32), reported=_table_6(7.17), test_input_size=(3, 32, 32))
+@_cifar(reported=_table_6(7.17), params=658_586)
 def resnet44(*, num_classes: int = 10, in_chans: int = 3, width: int = 16) -> CifarResNet:
-    """ResNet-44 for CIFAR-10 (n = 7; 658,586 parameters)."""
+    """ResNet-44 for CIFAR-10 (n = 7)."""
     return _cifar_resnet(44, shortcut=True, num_classes=num_classes, in_chans=in_chans, width=width)
 
 
-@register_model(paper=HE_2016, input_size=(3, 32, 32), reported=_table_6(6.97), test_input_size=(3, 32, 32))
+@_cifar(reported=_table_6(6.97), params=853_018)
 def resnet56(*, num_classes: int = 10, in_chans: int = 3, width: int = 16) -> CifarResNet:
-    """ResNet-56 for CIFAR-10 (n = 9; 853,018 parameters)."""
+    """ResNet-56 for CIFAR-10 (n = 9)."""
     return _cifar_resnet(56, shortcut=True, num_classes=num_classes, in_chans=in_chans, width=width)
 
 
-@register_model(
-    paper=HE_2016,
-    input_size=(3, 32, 32),
-    reported=_table_6(6.43, "best of 5 runs; mean 6.61 +- 0.16"),
-    test_input_size=(3, 32, 32),
-)
+@_cifar(reported=_table_6(6.43, "best of 5 runs; mean 6.61 +- 0.16"), params=1_727_962)
 def resnet110(*, num_classes: int = 10, in_chans: int = 3, width: int = 16) -> CifarResNet:
-    """ResNet-110 for CIFAR-10 (n = 18; 1,727,962 parameters)."""
+    """ResNet-110 for CIFAR-10 (n = 18)."""
     return _cifar_resnet(110, shortcut=True, num_classes=num_classes, in_chans=in_chans, width=width)
 
 
-@register_model(
-    paper=HE_2016,
-    input_size=(3, 32, 32),
-    reported=_table_6(7.93, "overfits: worse than ResNet-110"),
-    test_input_size=(3, 32, 32),
-)
+@_cifar(reported=_table_6(7.93, "overfits: worse than ResNet-110"), params=19_421_274)
 def resnet1202(*, num_classes: int = 10, in_chans: int = 3, width: int = 16) -> CifarResNet:
-    """ResNet-1202 for CIFAR-10 (n = 200; 19,421,274 parameters)."""
+    """ResNet-1202 for CIFAR-10 (n = 200)."""
     return _cifar_resnet(1202, shortcut=True, num_classes=num_classes, in_chans=in_chans, width=width)
 
 
-@register_model(paper=HE_2016, input_size=(3, 32, 32), test_input_size=(3, 32, 32))
+@_cifar(params=269_722)
 def plain20(*, num_classes: int = 10, in_chans: int = 3, width: int = 16) -> CifarResNet:
-    """The 20-layer plain net for CIFAR-10: ResNet-20 without shortcuts (269,722 parameters)."""
+    """The 20-layer plain net for CIFAR-10: ResNet-20 without shortcuts."""
     return _cifar_resnet(20, shortcut=False, num_classes=num_classes, in_chans=in_chans, width=width)
 
 
-@register_model(paper=HE_2016, input_size=(3, 32, 32), test_input_size=(3, 32, 32))
+@_cifar(params=464_154)
 def plain32(*, num_classes: int = 10, in_chans: int = 3, width: int = 16) -> CifarResNet:
-    """The 32-layer plain net for CIFAR-10: ResNet-32 without shortcuts (464,154 parameters)."""
+    """The 32-layer plain net for CIFAR-10: ResNet-32 without shortcuts."""
     return _cifar_resnet(32, shortcut=False, num_classes=num_classes, in_chans=in_chans, width=width)
 
 
-@register_model(paper=HE_2016, input_size=(3, 32, 32), test_input_size=(3, 32, 32))
+@_cifar(params=658_586)
 def plain44(*, num_classes: int = 10, in_chans: int = 3, width: int = 16) -> CifarResNet:
-    """The 44-layer plain net for CIFAR-10: ResNet-44 without shortcuts (658,586 parameters)."""
+    """The 44-layer plain net for CIFAR-10: ResNet-44 without shortcuts."""
     return _cifar_resnet(44, shortcut=False, num_classes=num_classes, in_chans=in_chans, width=width)
 
 
-@register_model(paper=HE_2016, input_size=(3, 32, 32), test_input_size=(3, 32, 32))
+@_cifar(params=853_018)
 def plain56(*, num_classes: int = 10, in_chans: int = 3, width: int = 16) -> CifarResNet:
-    """The 56-layer plain net for CIFAR-10: ResNet-56 without shortcuts (853,018 parameters)."""
+    """The 56-layer plain net for CIFAR-10: ResNet-56 without shortcuts."""
     return _cifar_resnet(56, shortcut=False, num_classes=num_classes, in_chans=in_chans, width=width)
 
 
-@register_model(paper=HE_2016, input_size=(3, 32, 32), test_input_size=(3, 32, 32))
+@_cifar(params=1_727_962)
 def plain110(*, num_classes: int = 10, in_chans: int = 3, width: int = 16) -> CifarResNet:
-    """The 110-layer plain net for CIFAR-10: ResNet-110 without shortcuts (1,727,962 parameters)."""
+    """The 110-layer plain net for CIFAR-10: ResNet-110 without shortcuts."""
     return _cifar_resnet(110, shortcut=False, num_classes=num_classes, in_chans=in_chans, width=width)

@@ -30,6 +30,8 @@ Choices and deviations:
 
 from __future__ import annotations
 
+from functools import partial
+
 from cnnlab.layers.residual import BlockSpec
 from cnnlab.models.registry import Reported, register_model
 from cnnlab.models.resnet import TABLE_1, TEST_INPUT_SIZE, ResNet
@@ -59,50 +61,37 @@ def _resnext(
     return ResNet(depths, block, num_classes=num_classes, in_chans=in_chans)
 
 
-@register_model(paper=XIE_2017, input_size=(3, 224, 224), test_input_size=TEST_INPUT_SIZE)
+_resnext_register = partial(register_model, paper=XIE_2017, input_size=(3, 224, 224), test_input_size=TEST_INPUT_SIZE)
+SINGLE_CROP = "single 224x224 crop"
+
+
+@_resnext_register(params=25_028_904)
 def resnext50(
     *, num_classes: int = 1000, in_chans: int = 3, cardinality: int = 32, width: int = 4, stride_in_3x3: bool = True
 ) -> ResNet:
     """ResNeXt-50 with C = ``cardinality`` paths of ``width`` (d) channels: the Table 2 study."""
-    return _resnext(
-        50,
-        cardinality=cardinality,
-        width=width,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        stride_in_3x3=stride_in_3x3,
-    )
+    return _resnext(50, cardinality=cardinality, width=width, num_classes=num_classes, in_chans=in_chans,
+                    stride_in_3x3=stride_in_3x3)
 
 
-@register_model(
-    paper=XIE_2017,
-    input_size=(3, 224, 224),
-    reported=Reported(top1=77.8, source="Xie et al. 2017, Table 3", note="single 224x224 crop"),
-    test_input_size=TEST_INPUT_SIZE,
-)
+@_resnext_register(params=25_028_904, reported=Reported(top1=77.8, source="Xie et al. 2017, Table 3", note=SINGLE_CROP))
 def resnext50_32x4d(*, num_classes: int = 1000, in_chans: int = 3, stride_in_3x3: bool = True) -> ResNet:
-    """ResNeXt-50 (32x4d): 25,028,904 parameters."""
-    return _resnext(
-        50, cardinality=32, width=4, num_classes=num_classes, in_chans=in_chans, stride_in_3x3=stride_in_3x3
-    )
+    """ResNeXt-50 (32x4d)."""
+    return _resnext(50, cardinality=32, width=4, num_classes=num_classes, in_chans=in_chans,
+                    stride_in_3x3=stride_in_3x3)
 
 
-@register_model(
-    paper=XIE_2017,
-    input_size=(3, 224, 224),
-    reported=Reported(top1=78.8, top5=94.4, source="Xie et al. 2017, Table 4", note="single 224x224 crop"),
-    test_input_size=TEST_INPUT_SIZE,
+@_resnext_register(
+    params=44_177_704, reported=Reported(top1=78.8, top5=94.4, source="Xie et al. 2017, Table 4", note=SINGLE_CROP)
 )
 def resnext101_32x4d(*, num_classes: int = 1000, in_chans: int = 3, stride_in_3x3: bool = True) -> ResNet:
-    """ResNeXt-101 (32x4d): 44,177,704 parameters."""
-    return _resnext(
-        101, cardinality=32, width=4, num_classes=num_classes, in_chans=in_chans, stride_in_3x3=stride_in_3x3
-    )
+    """ResNeXt-101 (32x4d)."""
+    return _resnext(101, cardinality=32, width=4, num_classes=num_classes, in_chans=in_chans,
+                    stride_in_3x3=stride_in_3x3)
 
 
-@register_model(paper=XIE_2017, input_size=(3, 224, 224), test_input_size=TEST_INPUT_SIZE)
+@_resnext_register(params=88_791_336)
 def resnext101_32x8d(*, num_classes: int = 1000, in_chans: int = 3, stride_in_3x3: bool = True) -> ResNet:
-    """ResNeXt-101 (32x8d), torchvision's wider variant: 88,791,336 parameters."""
-    return _resnext(
-        101, cardinality=32, width=8, num_classes=num_classes, in_chans=in_chans, stride_in_3x3=stride_in_3x3
-    )
+    """ResNeXt-101 (32x8d), torchvision's wider variant (not in the paper's tables)."""
+    return _resnext(101, cardinality=32, width=8, num_classes=num_classes, in_chans=in_chans,
+                    stride_in_3x3=stride_in_3x3)

@@ -29,6 +29,8 @@ Choices and deviations:
 
 from __future__ import annotations
 
+from functools import partial
+
 from cnnlab.layers.residual import BlockSpec
 from cnnlab.models.registry import Reported, register_model
 from cnnlab.models.resnet import TABLE_1, TEST_INPUT_SIZE, ResNet
@@ -65,55 +67,37 @@ def _se_resnet(
     return ResNet(depths, block, num_classes=num_classes, in_chans=in_chans)
 
 
-@register_model(
-    paper=HU_2018, input_size=(3, 224, 224), reported=_table_2(23.29, 6.62), test_input_size=TEST_INPUT_SIZE
-)
+_senet = partial(register_model, paper=HU_2018, input_size=(3, 224, 224), test_input_size=TEST_INPUT_SIZE)
+
+
+@_senet(reported=_table_2(23.29, 6.62), params=28_088_024)
 def seresnet50(
     *, num_classes: int = 1000, in_chans: int = 3, reduction: int = 16, stride_in_3x3: bool = False
 ) -> ResNet:
-    """SE-ResNet-50: 28,088,024 parameters."""
-    return _se_resnet(
-        50, num_classes=num_classes, in_chans=in_chans, reduction=reduction, stride_in_3x3=stride_in_3x3
-    )
+    """SE-ResNet-50."""
+    return _se_resnet(50, num_classes=num_classes, in_chans=in_chans, reduction=reduction, stride_in_3x3=stride_in_3x3)
 
 
-@register_model(
-    paper=HU_2018, input_size=(3, 224, 224), reported=_table_2(22.38, 6.07), test_input_size=TEST_INPUT_SIZE
-)
+@_senet(reported=_table_2(22.38, 6.07), params=49_326_872)
 def seresnet101(
     *, num_classes: int = 1000, in_chans: int = 3, reduction: int = 16, stride_in_3x3: bool = False
 ) -> ResNet:
-    """SE-ResNet-101: 49,326,872 parameters."""
-    return _se_resnet(
-        101, num_classes=num_classes, in_chans=in_chans, reduction=reduction, stride_in_3x3=stride_in_3x3
-    )
+    """SE-ResNet-101."""
+    return _se_resnet(101, num_classes=num_classes, in_chans=in_chans, reduction=reduction, stride_in_3x3=stride_in_3x3)
 
 
-@register_model(
-    paper=HU_2018, input_size=(3, 224, 224), reported=_table_2(21.57, 5.73), test_input_size=TEST_INPUT_SIZE
-)
+@_senet(reported=_table_2(21.57, 5.73), params=66_821_848)
 def seresnet152(
     *, num_classes: int = 1000, in_chans: int = 3, reduction: int = 16, stride_in_3x3: bool = False
 ) -> ResNet:
-    """SE-ResNet-152: 66,821,848 parameters."""
-    return _se_resnet(
-        152, num_classes=num_classes, in_chans=in_chans, reduction=reduction, stride_in_3x3=stride_in_3x3
-    )
+    """SE-ResNet-152."""
+    return _se_resnet(152, num_classes=num_classes, in_chans=in_chans, reduction=reduction, stride_in_3x3=stride_in_3x3)
 
 
-@register_model(
-    paper=HU_2018, input_size=(3, 224, 224), reported=_table_2(21.10, 5.49), test_input_size=TEST_INPUT_SIZE
-)
+@_senet(reported=_table_2(21.10, 5.49), params=27_559_896)
 def seresnext50_32x4d(
     *, num_classes: int = 1000, in_chans: int = 3, reduction: int = 16, stride_in_3x3: bool = True
 ) -> ResNet:
-    """SE-ResNeXt-50 (32x4d): 27,559,896 parameters."""
-    return _se_resnet(
-        50,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        reduction=reduction,
-        stride_in_3x3=stride_in_3x3,
-        cardinality=32,
-        width=4,
-    )
+    """SE-ResNeXt-50 (32x4d)."""
+    return _se_resnet(50, num_classes=num_classes, in_chans=in_chans, reduction=reduction, stride_in_3x3=stride_in_3x3,
+                      cardinality=32, width=4)

@@ -39,6 +39,7 @@ Deviations and notes:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -156,41 +157,36 @@ def _swin(variant: str, num_classes: int, in_chans: int) -> SwinTransformer:
 
 
 _TABLE1A = "Liu et al. 2021, Table 1(a): ImageNet-1k training, 224x224"
+_swin_register = partial(register_model, paper=LIU_2021, input_size=(3, 224, 224), test_input_size=(3, 32, 32))
 
 
-@register_model(
-    paper=LIU_2021, input_size=(3, 224, 224), reported=Reported(top1=81.3, source=_TABLE1A), test_input_size=(3, 32, 32)
-)
+@_swin_register(reported=Reported(top1=81.3, source=_TABLE1A), params=28_288_354)
 def swin_t(*, num_classes: int = 1000, in_chans: int = 3) -> SwinTransformer:
     """Swin-T: C = 96, depths {2, 2, 6, 2}."""
     return _swin("T", num_classes, in_chans)
 
 
-@register_model(
-    paper=LIU_2021, input_size=(3, 224, 224), reported=Reported(top1=83.0, source=_TABLE1A), test_input_size=(3, 32, 32)
-)
+@_swin_register(reported=Reported(top1=83.0, source=_TABLE1A), params=49_606_258)
 def swin_s(*, num_classes: int = 1000, in_chans: int = 3) -> SwinTransformer:
     """Swin-S: C = 96, depths {2, 2, 18, 2}."""
     return _swin("S", num_classes, in_chans)
 
 
-@register_model(
-    paper=LIU_2021, input_size=(3, 224, 224), reported=Reported(top1=83.5, source=_TABLE1A), test_input_size=(3, 32, 32)
-)
+@_swin_register(reported=Reported(top1=83.5, source=_TABLE1A), params=87_768_224)
 def swin_b(*, num_classes: int = 1000, in_chans: int = 3) -> SwinTransformer:
     """Swin-B: C = 128, depths {2, 2, 18, 2}."""
     return _swin("B", num_classes, in_chans)
 
 
-@register_model(
-    paper=LIU_2021,
-    input_size=(3, 224, 224),
+@_swin_register(
     reported=Reported(
         top1=86.3,
-        source="Liu et al. 2021, Table 1(b), 224x224",
-        note="ImageNet-22k pre-training, ImageNet-1k fine-tuning; the paper trains no Swin-L on ImageNet-1k alone",
+        top5=97.9,
+        source="microsoft/Swin-Transformer model zoo (MODELHUB.md): Swin-L, ImageNet-22K pre-trained, 224x224",
+        note="ImageNet-22k pre-training, ImageNet-1k fine-tuning. The paper's Table 1(b) has Swin-L only at "
+        "384x384 (87.3); it trains no Swin-L on ImageNet-1k alone",
     ),
-    test_input_size=(3, 32, 32),
+    params=196_532_476,
 )
 def swin_l(*, num_classes: int = 1000, in_chans: int = 3) -> SwinTransformer:
     """Swin-L: C = 192, depths {2, 2, 18, 2}."""

@@ -30,6 +30,8 @@ Deviations and choices:
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch import Tensor, nn
 
 from cnnlab.layers.lrn import LocalResponseNorm
@@ -126,77 +128,76 @@ JITTER = "trained with scale jitter S in [256, 512], tested at Q = 384"
 FIXED = "trained and tested at scale 256"
 
 
-def _register(reported: Reported | None):
-    return register_model(paper=PAPER, input_size=(3, 224, 224), reported=reported, test_input_size=(3, 32, 32))
+_vgg = partial(register_model, paper=PAPER, input_size=(3, 224, 224), test_input_size=(3, 32, 32))
 
 
-@_register(_paper(29.6, 10.4, FIXED))
+@_vgg(reported=_paper(29.6, 10.4, FIXED), params=132_863_336)
 def vgg11(*, num_classes: int = 1000, in_chans: int = 3, se: bool = False) -> VGG:
     """Configuration A: 11 weight layers."""
     return VGG(VGG_CONFIGS["A"], num_classes=num_classes, in_chans=in_chans, se=se)
 
 
-@_register(_torchvision(70.370, 89.810, "VGG11_BN_Weights.IMAGENET1K_V1"))
+@_vgg(reported=_torchvision(70.370, 89.810, "VGG11_BN_Weights.IMAGENET1K_V1"), params=132_868_840)
 def vgg11_bn(*, num_classes: int = 1000, in_chans: int = 3, se: bool = False) -> VGG:
     """Configuration A with batch norm after every conv."""
     return VGG(VGG_CONFIGS["A"], num_classes=num_classes, in_chans=in_chans, batch_norm=True, se=se)
 
 
-@_register(_paper(29.7, 10.5, FIXED))
+@_vgg(reported=_paper(29.7, 10.5, FIXED), params=132_863_336)
 def vgg11_lrn(*, num_classes: int = 1000, in_chans: int = 3, se: bool = False) -> VGG:
     """Configuration A-LRN: A with local response normalisation after the first conv."""
     return VGG(VGG_CONFIGS["A-LRN"], num_classes=num_classes, in_chans=in_chans, se=se)
 
 
-@_register(None)
+@_vgg(params=132_868_840)
 def vgg11_lrn_bn(*, num_classes: int = 1000, in_chans: int = 3, se: bool = False) -> VGG:
     """Configuration A-LRN with batch norm after every conv (for comparison; not in the paper)."""
     return VGG(VGG_CONFIGS["A-LRN"], num_classes=num_classes, in_chans=in_chans, batch_norm=True, se=se)
 
 
-@_register(_paper(28.7, 9.9, FIXED))
+@_vgg(reported=_paper(28.7, 9.9, FIXED), params=133_047_848)
 def vgg13(*, num_classes: int = 1000, in_chans: int = 3, se: bool = False) -> VGG:
     """Configuration B: 13 weight layers."""
     return VGG(VGG_CONFIGS["B"], num_classes=num_classes, in_chans=in_chans, se=se)
 
 
-@_register(_torchvision(71.586, 90.374, "VGG13_BN_Weights.IMAGENET1K_V1"))
+@_vgg(reported=_torchvision(71.586, 90.374, "VGG13_BN_Weights.IMAGENET1K_V1"), params=133_053_736)
 def vgg13_bn(*, num_classes: int = 1000, in_chans: int = 3, se: bool = False) -> VGG:
     """Configuration B with batch norm after every conv."""
     return VGG(VGG_CONFIGS["B"], num_classes=num_classes, in_chans=in_chans, batch_norm=True, se=se)
 
 
-@_register(_paper(27.3, 8.8, JITTER))
+@_vgg(reported=_paper(27.3, 8.8, JITTER), params=133_638_952)
 def vgg16_c(*, num_classes: int = 1000, in_chans: int = 3, se: bool = False) -> VGG:
     """Configuration C: 16 weight layers, the last of stages 3-5 a 1x1 conv."""
     return VGG(VGG_CONFIGS["C"], num_classes=num_classes, in_chans=in_chans, se=se)
 
 
-@_register(None)
+@_vgg(params=133_647_400)
 def vgg16_c_bn(*, num_classes: int = 1000, in_chans: int = 3, se: bool = False) -> VGG:
     """Configuration C with batch norm after every conv."""
     return VGG(VGG_CONFIGS["C"], num_classes=num_classes, in_chans=in_chans, batch_norm=True, se=se)
 
 
-@_register(_paper(25.6, 8.1, JITTER))
+@_vgg(reported=_paper(25.6, 8.1, JITTER), params=138_357_544)
 def vgg16(*, num_classes: int = 1000, in_chans: int = 3, se: bool = False) -> VGG:
     """Configuration D: 16 weight layers, all 3x3."""
     return VGG(VGG_CONFIGS["D"], num_classes=num_classes, in_chans=in_chans, se=se)
 
 
-@_register(_torchvision(73.360, 91.516, "VGG16_BN_Weights.IMAGENET1K_V1"))
+@_vgg(reported=_torchvision(73.360, 91.516, "VGG16_BN_Weights.IMAGENET1K_V1"), params=138_365_992)
 def vgg16_bn(*, num_classes: int = 1000, in_chans: int = 3, se: bool = False) -> VGG:
     """Configuration D with batch norm after every conv."""
     return VGG(VGG_CONFIGS["D"], num_classes=num_classes, in_chans=in_chans, batch_norm=True, se=se)
 
 
-@_register(_paper(25.5, 8.0, JITTER))
+@_vgg(reported=_paper(25.5, 8.0, JITTER), params=143_667_240)
 def vgg19(*, num_classes: int = 1000, in_chans: int = 3, se: bool = False) -> VGG:
     """Configuration E: 19 weight layers."""
     return VGG(VGG_CONFIGS["E"], num_classes=num_classes, in_chans=in_chans, se=se)
 
 
-@_register(_torchvision(74.218, 91.842, "VGG19_BN_Weights.IMAGENET1K_V1"))
+@_vgg(reported=_torchvision(74.218, 91.842, "VGG19_BN_Weights.IMAGENET1K_V1"), params=143_678_248)
 def vgg19_bn(*, num_classes: int = 1000, in_chans: int = 3, se: bool = False) -> VGG:
     """Configuration E with batch norm after every conv."""
     return VGG(VGG_CONFIGS["E"], num_classes=num_classes, in_chans=in_chans, batch_norm=True, se=se)

@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -191,19 +192,20 @@ def _vit(
     )
 
 
-_TV = "torchvision ViT_{}_Weights.IMAGENET1K_V1: trained on ImageNet-1k only, DeiT-style recipe, 224x224"
 _DEIT = "Touvron et al. 2021, Table 5 (ImageNet-1k only, 224x224, no distillation)"
+_vit_register = partial(register_model, paper=DOSOVITSKIY_2021, input_size=(3, 224, 224))
+_deit_register = partial(register_model, paper=TOUVRON_2021, input_size=(3, 224, 224))
 
 
-@register_model(
-    paper=DOSOVITSKIY_2021,
-    input_size=(3, 224, 224),
+@_vit_register(
     reported=Reported(
         top1=81.072,
         top5=95.318,
-        source=_TV.format("B_16"),
+        source="torchvision ViT_B_16_Weights.IMAGENET1K_V1: trained from scratch on ImageNet-1k "
+        "with a modified version of DeiT's training recipe, 224x224",
         note="ViT paper, Table 5: 77.9 trained on ImageNet-1k only, 84.15 JFT-300M pre-trained (384x384)",
     ),
+    params=86_567_656,
 )
 def vit_b_16(
     *, num_classes: int = 1000, in_chans: int = 3, image_size: int = 224, dropout: float = 0.0, drop_path: float = 0.0
@@ -212,15 +214,15 @@ def vit_b_16(
     return _vit("B/16", num_classes, in_chans, image_size, dropout, drop_path)
 
 
-@register_model(
-    paper=DOSOVITSKIY_2021,
-    input_size=(3, 224, 224),
+@_vit_register(
     reported=Reported(
         top1=79.662,
         top5=94.638,
-        source=_TV.format("L_16"),
+        source="torchvision ViT_L_16_Weights.IMAGENET1K_V1: trained from scratch on ImageNet-1k "
+        "with a modified version of TorchVision's new training recipe; evaluated at resize 242, crop 224",
         note="ViT paper: 76.5 trained on ImageNet-1k only (Table 5, 384x384), 87.76 JFT-300M pre-trained (Table 2)",
     ),
+    params=304_326_632,
 )
 def vit_l_16(
     *, num_classes: int = 1000, in_chans: int = 3, image_size: int = 224, dropout: float = 0.0, drop_path: float = 0.0
@@ -229,7 +231,7 @@ def vit_l_16(
     return _vit("L/16", num_classes, in_chans, image_size, dropout, drop_path)
 
 
-@register_model(paper=TOUVRON_2021, input_size=(3, 224, 224), reported=Reported(top1=72.2, source=_DEIT))
+@_deit_register(reported=Reported(top1=72.2, source=_DEIT), params=5_717_416)
 def deit_tiny(
     *, num_classes: int = 1000, in_chans: int = 3, image_size: int = 224, dropout: float = 0.0, drop_path: float = 0.1
 ) -> VisionTransformer:
@@ -237,7 +239,7 @@ def deit_tiny(
     return _vit("Ti/16", num_classes, in_chans, image_size, dropout, drop_path)
 
 
-@register_model(paper=TOUVRON_2021, input_size=(3, 224, 224), reported=Reported(top1=79.8, source=_DEIT))
+@_deit_register(reported=Reported(top1=79.8, source=_DEIT), params=22_050_664)
 def deit_small(
     *, num_classes: int = 1000, in_chans: int = 3, image_size: int = 224, dropout: float = 0.0, drop_path: float = 0.1
 ) -> VisionTransformer:
@@ -245,7 +247,7 @@ def deit_small(
     return _vit("S/16", num_classes, in_chans, image_size, dropout, drop_path)
 
 
-@register_model(paper=TOUVRON_2021, input_size=(3, 224, 224), reported=Reported(top1=81.8, source=_DEIT))
+@_deit_register(reported=Reported(top1=81.8, source=_DEIT), params=86_567_656)
 def deit_base(
     *, num_classes: int = 1000, in_chans: int = 3, image_size: int = 224, dropout: float = 0.0, drop_path: float = 0.1
 ) -> VisionTransformer:

@@ -109,7 +109,8 @@ class ZFNet(nn.Module):
         note="test-time cropping not stated with the table",
     ),
     test_input_size=(3, 47, 47),
+    params=62_357_608,
 )
 def zfnet(*, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5) -> ZFNet:
-    """Zeiler & Fergus's Figure 3 network: 7x7/2 conv1, dense conv3-5 (62,357,608 params)."""
+    """Zeiler & Fergus's Figure 3 network: 7x7/2 conv1, dense conv3-5."""
     return ZFNet(ZFNET, num_classes=num_classes, in_chans=in_chans, dropout=dropout)

@@ -6,14 +6,18 @@
 colour scale so that channels can be compared.
 
 Also the helpers the other model figures share: finding a layer by name with a helpful
-error, and turning dataset images (uint8) into the model's input the way training did
-(padding, then the training split's mean/std).
+error, reading the image to look at (a file or ``test:0``), and turning dataset images
+(uint8) into the model's input the way training did (padding, then the training split's
+mean/std, through the data package's one image policy).
 """
 
 from __future__ import annotations
 
 import difflib
 import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import matplotlib
@@ -26,7 +30,10 @@ import torch.nn.functional as F  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
 
-from cnnlab.errors import UnknownNameError  # noqa: E402
+from cnnlab.data import SPLITS, load_dataset  # noqa: E402
+from cnnlab.data.image import dark_background, load_image, to_model_input  # noqa: E402
+from cnnlab.errors import DataError, UnknownNameError  # noqa: E402
+from cnnlab.models import model_label  # noqa: E402
 
 SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)  # layers suggested when a name is wrong
 
@@ -39,7 +46,7 @@ def find_layer(model: nn.Module, name: str) -> nn.Module:
     close = difflib.get_close_matches(name, [n for n in modules if n], n=4, cutoff=0.5)
     if not close:
         close = [n for n, m in modules.items() if isinstance(m, SPATIAL)][:12]
-    raise UnknownNameError(f"no layer {name!r} in {getattr(model, 'model_name', type(model).__name__)}; "
+    raise UnknownNameError(f"no layer {name!r} in {model_label(model)}; "
                            f"try {', '.join(close)}")
 
 
@@ -48,7 +55,7 @@ def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
             return name, module
-    raise UnknownNameError(f"{getattr(model, 'model_name', type(model).__name__)} has no nn.Conv2d layer")
+    raise UnknownNameError(f"{model_label(model)} has no nn.Conv2d layer")
 
 
 @torch.no_grad()
@@ -72,15 +79,45 @@ def layer_output(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> torch.T
     return captured[0]
 
 
+def feature_maps(model: nn.Module, layer: str, image: torch.Tensor, data_info: dict) -> torch.Tensor:
+    """The (K, h, w) output of the layer called ``layer`` for one uint8 (C, H, W) dataset-form
+    image, fed as the run's model saw its training images; float, on the CPU."""
+    module = find_layer(model, layer)
+    device = next(model.parameters()).device
+    return layer_output(model, module, model_input(image[None], data_info).to(device))[0].float().cpu()
+
+
 def model_input(images: torch.Tensor, data_info: dict) -> torch.Tensor:
     """uint8 (B, C, H, W) images -> the normalised float batch the run's model was trained on
     (the run's zero padding, then its training split's mean and std)."""
-    x = images.float() / 255.0
-    if data_info.get("pad"):
-        x = F.pad(x, (data_info["pad"],) * 4)
-    mean = torch.tensor(data_info["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(data_info["std"]).view(1, -1, 1, 1)
-    return (x - mean) / std
+    return to_model_input(images, mean=data_info["mean"], std=data_info["std"], pad=int(data_info.get("pad", 0)))
+
+
+@dataclass(frozen=True)
+class InputImage:
+    """The one image a figure looks at, as the run's dataset holds its images."""
+
+    pixels: torch.Tensor  # uint8 (C, H, W) at the run's image size
+    description: str  # "test image 0 (class 7)", or the file's name
+    stem: str  # for output file names: "test:0" or the file's stem
+
+
+def input_image(image: str, *, data: str, data_root: str | None, data_info: dict, invert: str = "auto") -> InputImage:
+    """``image`` is an image file, or ``SPLIT:INDEX`` of the dataset ``data`` (``test:0``).
+
+    A file goes through the data package's image policy at the run's image size (grayscale
+    files inverted for light-on-dark datasets such as MNIST, as ``invert`` says)."""
+    pick = re.fullmatch(rf"({'|'.join(SPLITS)}):(\d+)", image)
+    if pick and not Path(image).exists():
+        dataset = load_dataset(data, pick[1], data_root)
+        index = int(pick[2])
+        if index >= len(dataset):
+            raise DataError(f"{image}: the {pick[1]} split of {data} has {len(dataset):,} images (0..{len(dataset) - 1:,})")
+        label = data_info["classes"][int(dataset.labels[index])]
+        return InputImage(dataset.images[index], f"{pick[1]} image {index} (class {label})", image)
+    pixels = load_image(Path(image), tuple(data_info["image_size"]), invert=invert,
+                        dark_background=dark_background(data_info["mean"]))
+    return InputImage(pixels, Path(image).name, Path(image).stem)
 
 
 def show_image(ax, image: torch.Tensor) -> None:

@@ -1,4 +1,9 @@
-"""Training curves: loss, error and learning rate per epoch, several runs overlaid."""
+"""Training curves: loss, error and learning rate per epoch, several runs overlaid.
+
+``plot_curves`` draws histories (the rows of run folders' ``metrics.csv``);
+``run_histories`` reads them from run folders, ``write_run_curves`` draws one run's
+``curves.png`` (what ``cnnlab train`` refreshes after every epoch).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,10 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on a server
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+from cnnlab.errors import CnnlabError  # noqa: E402
+from cnnlab.training.config import TrainConfig  # noqa: E402
+from cnnlab.training.run import read_history  # noqa: E402
 
 
 def _series(history: Sequence[dict], key: str) -> tuple[list[float], list[float]]:
@@ -67,3 +76,22 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 110) -> Path:
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def run_histories(runs: Sequence[str | Path]) -> list[tuple[str, list[dict]]]:
+    """(folder name, history) for each run folder, read from its ``metrics.csv``."""
+    histories = []
+    for run in runs:
+        metrics = Path(run) / "metrics.csv"
+        if not metrics.is_file():
+            raise CnnlabError(f"{run} has no metrics.csv (is it a run folder from `cnnlab train`?)")
+        histories.append((Path(run).name, read_history(metrics)))
+    return histories
+
+
+def write_run_curves(run_dir: str | Path) -> Path:
+    """Draw ``run_dir/curves.png`` from the run folder's ``metrics.csv`` and ``config.json``."""
+    run_dir = Path(run_dir)
+    config = TrainConfig.load(run_dir / "config.json")
+    fig = plot_curves(run_histories([run_dir]), title=f"{config.model} on {config.data} ({run_dir.name})")
+    return save_figure(fig, run_dir / "curves.png")

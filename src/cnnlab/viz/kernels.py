@@ -22,9 +22,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from PIL import Image, UnidentifiedImageError  # noqa: E402
+from PIL import Image  # noqa: E402
 
-from cnnlab.errors import DataError  # noqa: E402
+from cnnlab.data.image import decode_image  # noqa: E402
 
 BLUR_5X5 = torch.full((5, 5), 0.04)  # box blur: the mean of a 5x5 neighbourhood
 EDGE_3X3 = torch.tensor([[0.0, -0.25, 0.0], [-0.25, 1.0, -0.25], [0.0, -0.25, 0.0]])  # centre minus mean of 4 neighbours
@@ -58,19 +58,23 @@ def parse_kernel(text: str) -> torch.Tensor:
 def load_gray(path: str | Path, *, max_side: int = 256) -> torch.Tensor:
     """An image file as a (H, W) float tensor in [0, 1] (luminance), shrunk so that its longer
     side is at most ``max_side`` pixels (kernels are a few pixels wide: a huge photo would
-    show no visible effect)."""
-    try:
-        with Image.open(path) as img:
-            img = img.convert("L")
-            if max(img.size) > max_side:
-                scale = max_side / max(img.size)
-                img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS)
-            array = np.asarray(img, dtype=np.float32) / 255.0
-    except FileNotFoundError:
-        raise DataError(f"no image at {path}") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"cannot decode image {path}: {e}") from None
-    return torch.from_numpy(array.copy())
+    show no visible effect). Decoding and conversion are the data package's image policy."""
+    img = decode_image(path, channels=1)
+    if max(img.size) > max_side:
+        scale = max_side / max(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS)
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0)
+
+
+def chosen_kernels(texts: Sequence[str] = (), *, defaults: bool = True) -> list[tuple[str, torch.Tensor]]:
+    """The kernels to apply, as (label, kernel): the two defaults (unless ``defaults=False``),
+    then each of ``texts`` parsed by :func:`parse_kernel`."""
+    chosen = list(DEFAULT_KERNELS) if defaults else []
+    for i, text in enumerate(texts, start=1):
+        chosen.append((f"kernel {i}" if len(texts) > 1 else "your kernel", parse_kernel(text)))
+    if not chosen:
+        raise ValueError("no kernels: give a kernel or keep the defaults")
+    return chosen
 
 
 def apply_kernel(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

@@ -7,13 +7,8 @@ and whose steepness grows with |w|.
 
 ``plot_decision_regions``: the class each trained classifier assigns to every point of the
 plane, for a 2-D toy set (:mod:`cnnlab.data.toy`), one panel per classifier. A perceptron
-(no hidden layer) can only draw a straight boundary; a hidden layer bends it.
-
-NOTE: the issue asks ``cnnlab viz boundary`` to train its small classifiers itself (in
-seconds). Plotting never trains, so training is the separate function
-:func:`fit_toy_classifier`: a dozen lines of plain PyTorch (full-batch Adam on the
-:class:`~cnnlab.models.mlp.MLP` block) kept here, next to the one figure that needs it,
-rather than pulling the run-folder trainer into a figure of 400 points.
+(no hidden layer) can only draw a straight boundary; a hidden layer bends it. The classifiers
+come fitted (:func:`cnnlab.training.toy.fit_toy_classifier`); plotting never trains.
 """
 
 from __future__ import annotations
@@ -30,8 +25,6 @@ import torch.nn.functional as F  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
-
-from cnnlab.models.mlp import MLP  # noqa: E402
 
 CLASS_COLOURS = ("#1f77b4", "#d62728")  # class 0 blue, class 1 red
 REGION_COLOURS = ListedColormap(["#c6dbef", "#fcbba1"])  # the same, pale, for the regions
@@ -73,26 +66,6 @@ def plot_neuron(w1: float = 1.0, w2: float = 1.0, *, bias: float = 0.0, extent: 
     fig.suptitle(f"A sigmoid neuron: $x = 1 / (1 + e^{{-(w_1 z_1 + w_2 z_2 + b)}})$ with "
                  f"$w_1$ = {w1:g}, $w_2$ = {w2:g}" + (f", b = {bias:g}" if bias else ""))
     return fig
-
-
-def fit_toy_classifier(
-    x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int] = (), *, steps: int = 1500, lr: float = 0.03, seed: int = 0
-) -> nn.Module:
-    """Train a two-input classifier on (x, y) with full-batch Adam and cross-entropy.
-
-    ``hidden=()`` is a perceptron (one linear layer: a linear boundary); ``(8,)`` adds one
-    hidden layer of 8 tanh units. 1,500 steps on 400 points take about a second on a CPU."""
-    if any(h < 1 for h in hidden):
-        raise ValueError(f"hidden widths must be >= 1, got {tuple(hidden)}")
-    torch.manual_seed(seed)
-    model = MLP(in_features=2, hidden=tuple(hidden), num_classes=int(y.max()) + 1, activation="tanh")
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(steps):
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return model.eval()
 
 
 def describe_hidden(hidden: Sequence[int]) -> str:

@@ -84,6 +84,16 @@ def crop_field(image: torch.Tensor, field: Field, position: tuple[int, int]) -> 
     return out
 
 
+def oversized_field_note(field: Field, layer: str, image_size: Sequence[int], pad: int = 0) -> str | None:
+    """A note when ``layer``'s field is larger than the (H, W) images after the run's padding:
+    each patch then holds the whole image, placed where the unit looks. None otherwise."""
+    seen = [s + 2 * pad for s in image_size[-2:]]
+    if not any(f > s for f, s in zip(field.size, seen)):
+        return None
+    return (f"note: {layer}'s receptive field ({field.describe()}) is larger than the {seen[0]}x{seen[1]} input, "
+            "so each patch holds the whole image, placed where the unit looks")
+
+
 @torch.no_grad()
 def top_patches(
     model: nn.Module,
