@@ -21,3 +21,12 @@ class DataError(CnnlabError):
 
 class CheckpointError(CnnlabError):
     """A checkpoint or run folder that is missing, corrupt or from another model."""
+
+
+class CnnlabWarning(UserWarning):
+    """Something the user should know that does not stop the command; the CLI prints it as one
+    ``warning:`` line."""
+
+
+class CheckpointWarning(CnnlabWarning):
+    """A damaged checkpoint skipped in favour of the one before it, and similar."""

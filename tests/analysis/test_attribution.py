@@ -28,7 +28,7 @@ from cnnlab.analysis.attribution import (
     saliency,
 )
 from cnnlab.errors import CnnlabError, UnknownNameError
-from cnnlab.models import create_model, list_models, get_model_info
+from cnnlab.models import create_model, get_model_info, list_models
 
 SIZE = 32
 TOP_RIGHT = (slice(0, SIZE // 2), slice(SIZE // 2, SIZE))

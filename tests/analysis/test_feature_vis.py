@@ -16,7 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.analysis.feature_vis import Regularisers, channel_activation, colour_basis, maximize
+from cnnlab.analysis.feature_vis import (
+    Regularisers,
+    channel_activation,
+    colour_basis,
+    maximize,
+)
 from cnnlab.errors import CnnlabError, UnknownNameError
 
 ANGLES = (0.0, 45.0, 90.0, 135.0)  # gradient direction of each filter, degrees, y pointing down

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from cnnlab.analysis.hog import HogParams, cell_histograms, hog_batch, hog_dimension, hog_features, hog_image
+from cnnlab.analysis.hog import (
+    HogParams,
+    cell_histograms,
+    hog_batch,
+    hog_dimension,
+    hog_features,
+    hog_image,
+)
 from cnnlab.errors import CnnlabError
 
 

@@ -39,7 +39,7 @@ from cnnlab.experiments.receptive_field import (
 )
 from cnnlab.viz.experiment_plots import plot_seeded_bars
 
-NAMES = ["degradation", "digit-augmentation", "ensemble", "permuted-pixels", "receptive-field", "weight-decay"]
+NAMES = ["degradation", "degradation-full", "digit-augmentation", "ensemble", "hog-vs-cnn", "permuted-pixels", "receptive-field", "weight-decay"]
 
 
 def test_all_experiments_are_registered():
@@ -147,8 +147,22 @@ def test_profile_sigma_and_power_law():
 def test_receptive_field_quick_run(tmp_path):
     folder = run_experiment("receptive-field", Settings(quick=True), out=tmp_path, command="test")
     record = json.loads((folder / "metrics.json").read_text())
-    assert record["metrics"]["extent"] == record["metrics"]["theory"] == [1 + 2 * L for L in range(1, 9)]
+    m = record["metrics"]
+    assert m["extent"] == m["theory"] == [1 + 2 * L for L in range(1, 9)]
     assert record["verdicts"][0]["held"] is True
+    # the other verdicts are their rules applied to the recorded numbers
+    from cnnlab.experiments.receptive_field import GAUSSIAN_TV, SLOPE_RANGE
+
+    assert m["sigma_over_L"] == pytest.approx([s / L for s, L in zip(m["erf_sigma"], m["depths"])], abs=1e-5)
+    a, p = power_law_fit(m["depths"], m["erf_sigma"])
+    assert (m["fit"]["a"], m["fit"]["exponent"]) == (pytest.approx(a, abs=1e-5), pytest.approx(p, abs=1e-5))
+    assert [v["held"] for v in record["verdicts"][1:]] == [
+        m["gaussian_tv"][-1] < GAUSSIAN_TV,
+        SLOPE_RANGE[0] <= m["fit"]["exponent"] <= SLOPE_RANGE[1],
+        all(b < a for a, b in zip(m["sigma_over_L"], m["sigma_over_L"][1:])),
+    ]
+    # untrained, seeded stacks: the ERF grows, but more slowly than the theoretical field
+    assert m["erf_sigma"] == sorted(m["erf_sigma"]) and 0.3 < m["fit"]["exponent"] < 0.9
     assert (folder / "receptive_field.png").is_file() and (folder / "report.md").is_file()
 
 

@@ -8,6 +8,7 @@ import http.server
 import json
 import pathlib
 import pickle
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,7 +118,7 @@ def test_other_head_size_names_the_classifier_shapes() -> None:
     state = _lenet_state()
     with pytest.raises(CheckpointError) as error:
         W.load_weights(create_model("lenet5", num_classes=3), state)
-    assert "does not fit model lenet5: output.weight (10, 84) vs (3, 84) in the model" in _one_line(error)
+    assert re.search(r"does not fit model lenet5: (\S+\.)?output\.weight \(10, 84\) vs \(3, 84\) in the model", _one_line(error))
 
 
 @pytest.mark.parametrize(
@@ -280,7 +281,7 @@ def test_download_with_given_hash(server, tmp_path: Path) -> None:
 
 def test_download_errors(server, tmp_path: Path) -> None:
     base, _ = server
-    with pytest.raises(CheckpointError, match=rf"cannot download {base}missing-12345678.pth: Not Found"):
+    with pytest.raises(CheckpointError, match=rf"cannot download {base}missing-12345678.pth: File not found"):
         W.read_weights(base + "missing-12345678.pth", cache=tmp_path / "cache", progress=False)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -334,7 +335,11 @@ def _signature(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("name", sorted(W.TORCHVISION))
+# torchvision's RegNet cannot be built on the meta device (its width arithmetic needs real
+# tensors): 84M parameters initialised on the CPU make that one slow.
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=[pytest.mark.slow] if n.startswith("regnet") else []) for n in sorted(W.TORCHVISION)]
+)
 def test_table_matches_torchvision_enums_and_fits(name: str) -> None:
     theirs = THEIRS.get(name, name)
     published = {m["enum"].split(".")[1]: m for m in oracle.weights_meta(theirs) if m["enum"] not in NOT_LISTED}

@@ -86,7 +86,7 @@ def test_train_one_epoch_sets_the_learning_rate_of_every_global_step():
 def test_a_loss_that_is_not_finite_names_the_step_and_learning_rate():
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
     optimizer = make_optimizer(model.parameters(), name="adam", lr=0.1)
-    with pytest.raises(CnnlabError, match=r"the loss became nan at epoch 3, iteration 1; lower the learning rate \(now 0.5\)"):
+    with pytest.raises(CnnlabError, match=r"the loss became nan at epoch 3, step 1 \(last finite loss none yet\); the learning rate 0.5 is probably too high"):
         train_one_epoch(model, tiny_batches(), optimizer, lambda logits, y: logits.sum() * float("nan"),
                         lr=lambda step: 0.5, epoch=2)
 

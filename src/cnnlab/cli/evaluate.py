@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -10,7 +11,19 @@ from cnnlab.cli.common import cli, console, device_option, invert_option, print_
 from cnnlab.data.tta import TTA_MODES
 from cnnlab.training.evaluate import confusion_rows, evaluate_members, per_class_rows
 from cnnlab.training.predict import predict_images
+from cnnlab.errors import CnnlabError
 from cnnlab.training.run import load_run
+
+
+def check_writable_file(path: Path) -> None:
+    """An output file's folder must exist and be writable, and the path not be a folder."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise CnnlabError(f"cannot write {path}: it is a folder")
+    if not folder.is_dir():
+        raise CnnlabError(f"cannot write {path}: no folder {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CnnlabError(f"cannot write {path}: folder {folder} is not writable")
 
 
 @cli.command("eval")
@@ -28,6 +41,8 @@ from cnnlab.training.run import load_run
               help="Write the confusion matrix heat map (of the ensemble, or the only run) to this PNG.")
 def eval_cmd(runs, data, split, data_root, device, batch_size, tta, weights, per_class, confusion_png) -> None:
     """Top-1/top-5 error of one run, or of several runs and their ensemble (averaged probabilities)."""
+    if confusion_png:
+        check_writable_file(Path(confusion_png))  # before minutes of evaluation, not after
     members = evaluate_members(list(runs), data=data, split=split, data_root=data_root, device=device,
                                batch_size=batch_size, tta=tta, weights=weights)
     report = [(m.name, m.result) for m in members]
@@ -61,6 +76,8 @@ def predict(run, images, top, invert, weights) -> None:
     loaded = load_run(run, weights=weights)
     out = console()
     for p in predict_images(loaded, [Path(i) for i in images], k=top, invert=invert):
+        if p.mismatch:
+            click.echo(f"warning: {p.path}: {p.mismatch}", err=True)
         out.print(f"[bold]{p.path}[/bold]")
         for name, prob in p.top:
             bar = "█" * round(prob * 30)

@@ -6,6 +6,7 @@ Wiring over cnnlab.analysis.attribution / feature_vis / hog and their figures in
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -55,7 +56,7 @@ def _explain(method: str, run: str, image: str, *, cls, top, invert, data_root, 
     x = model_input(picked.pixels[None], info)
     bar = None
     if method == "occlusion":
-        bar = click.progressbar(length=1, label="occluding", file=click.get_text_stream("stderr"))
+        bar = click.progressbar(length=1, label="occluding", file=sys.stderr)
 
         def progress(done: int, total: int) -> None:
             bar.length = total
@@ -153,7 +154,12 @@ def viz_maximize(run, layer, channel, steps, lr, jitter, rotate, scale, fourier,
     For each channel of LAYER, the image that maximises its mean activation (jitter, rotation,
     scale, 1/f Fourier and decorrelated colour), beside the top-9 dataset patches of the same
     unit (RUN/maximize-LAYER.png)."""
-    from cnnlab.analysis.feature_vis import Regularisers, channel_activation, colour_basis, maximize
+    from cnnlab.analysis.feature_vis import (
+        Regularisers,
+        channel_activation,
+        colour_basis,
+        maximize,
+    )
     from cnnlab.data import load_dataset, random_subset
     from cnnlab.training.run import load_run
     from cnnlab.viz.activations import model_input
@@ -183,7 +189,7 @@ def viz_maximize(run, layer, channel, steps, lr, jitter, rotate, scale, fourier,
     chosen = chosen if chosen is not None else list(range(8))
     reg = Regularisers(jitter=jitter, rotate=rotate, scale=scale, fourier=fourier, tv=tv)
     colour = colour_basis(dataset.images) if size[0] == 3 else None
-    bar = click.progressbar(length=steps, label="maximising", file=click.get_text_stream("stderr"))
+    bar = click.progressbar(length=steps, label="maximising", file=sys.stderr)
     images = maximize(loaded.model, layer, chosen, image_size=size, mean=info["mean"], std=info["std"],
                       pad=int(info.get("pad", 0)), steps=steps, lr=lr, regularisers=reg, colour=colour, seed=seed,
                       progress=lambda done, total: bar.update(1))

@@ -8,6 +8,8 @@ plots: this command draws ``curves.png`` after every epoch and at the end.
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import types
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +18,11 @@ import click
 
 from cnnlab.cli.common import cli, console, parse_options
 from cnnlab.data.augment import PRESETS
+from cnnlab.errors import CnnlabError
 from cnnlab.training.config import CHOICES, TrainConfig, build_config, parse_setting, setting_types
+from cnnlab.training.device import resolve_device
+from cnnlab.training.distributed import is_writer_process, launched_by_torchrun
+from cnnlab.training.launch import launch, worker_args
 from cnnlab.training.loop import fit
 from cnnlab.training.run import default_run_dir
 
@@ -43,6 +49,18 @@ HELP: dict[str, str] = {
     "label_smoothing": "Label smoothing of the cross-entropy, in [0, 1).",
     "loss": "ce: softmax cross-entropy; mse: squared error of softmax vs one-hot.",
     "augment": f"Augmentation preset for training batches: {', '.join(PRESETS)}.",
+    "data_mode": "auto: in memory when the decoded images fit --memory-budget, else streamed from the files.",
+    "memory_budget": "Memory the in-memory path may use, e.g. 8GB.  [default: a quarter of RAM]",
+    "workers": "Streaming: image-decoding worker processes.  [default: half the cores, 1 to 8]",
+    "crop_size": "Training crop side of the ImageNet presets.  [default: 224; streaming: the model's input]",
+    "auto_augment": "trivialaugment: one random operation per training image (TrivialAugment wide).",
+    "random_erase": "Probability of erasing a random rectangle of each training image.",
+    "mixup_alpha": "Mixup's Beta(alpha, alpha); 0: off.",
+    "cutmix_alpha": "CutMix's Beta(alpha, alpha); 0: off (with mixup: one of the two per batch).",
+    "norm_bias_decay": "Weight decay on normalisation layers and biases too (--no-norm-bias-decay: not).",
+    "grad_clip": "Clip the gradients' global L2 norm to this.",
+    "ema_decay": "Keep an exponential moving average of the weights with this decay (ema.safetensors).",
+    "ema_every": "Optimizer steps between EMA updates.",
     "pad": "Zero padding of input images.  [default: what fits the model's input size]",
     "seed": "Seed of initialisation, hold-out, subset and batch order.",
     "device": "Device (auto: CUDA, else MPS, else CPU).",
@@ -50,6 +68,12 @@ HELP: dict[str, str] = {
     "amp": "bf16 autocast.",
     "channels_last": "Channels-last memory format.",
     "deterministic": "Deterministic kernels (exact resume on GPU).",
+    "accum_steps": "Gradient accumulation: micro-batches per optimizer step.",
+    "reference_batch": "Global batch the lr is given for; another global batch scales lr (linear scaling rule).",
+    "sync_bn": "SyncBatchNorm over the global batch (distributed runs on CUDA).",
+    "compile": "torch.compile the model for training.",
+    "tensorboard": "Write TensorBoard event files to <run>/tensorboard.",
+    "dist_timeout": "Seconds a rank waits for the others before stopping (distributed runs).",
     "eval_test_every_epoch": "Evaluate the test split every epoch (else only after the last).",
     "out": "Run folder (default runs/<model>-<data>-<time>).",
 }
@@ -105,16 +129,25 @@ def collect_settings(flags: dict[str, Any], pairs: tuple[str, ...]) -> dict[str,
 @click.option("--set", "pairs", multiple=True, metavar="KEY=VALUE",
               help="Any training setting by its name, e.g. --set gamma=0.5 --set val_size=none (repeatable).")
 @click.option("--resume", type=click.Path(), help="Continue the run in this folder from its last checkpoint.")
+@click.option("--nproc", type=click.IntRange(min=1), default=None,
+              help="Processes (one per GPU, or CPU ranks) on this node, started through torchrun's launcher.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def train_command(model, data, recipe, options, pairs, resume, quiet, **flags) -> None:
-    """Train MODEL on a dataset; writes a run folder (config, metrics.csv, checkpoints, curves.png)."""
+def train_command(model, data, recipe, options, pairs, resume, nproc, quiet, **flags) -> None:
+    """Train MODEL on a dataset; writes a run folder (config, metrics.csv, checkpoints, curves.png).
+
+    Several processes: --nproc N on one node, or `torchrun --nproc-per-node N -m cnnlab train ...`
+    (and torchrun's rendezvous for several nodes); --batch-size is then per process."""
     from cnnlab.viz.curves import write_run_curves  # matplotlib: imported only when training
 
     settings = collect_settings(flags, pairs)
+    if nproc is not None and launched_by_torchrun() and int(os.environ["LOCAL_WORLD_SIZE"]) != nproc:
+        raise click.UsageError(f"--nproc {nproc} inside a torchrun worker of {os.environ['LOCAL_WORLD_SIZE']}; give one or the other")
     if resume:
         if model or data or recipe or options or settings:
             raise click.UsageError("--resume continues a run with its saved config; give no model, data or settings")
         config, run_dir = TrainConfig(), Path(resume)
+        if nproc and nproc > 1 and (run_dir / "config.json").is_file():
+            config = TrainConfig.load(run_dir / "config.json")  # for the launcher: the run's device
     else:
         if not model:
             raise click.UsageError("missing MODEL (see `cnnlab models`)")
@@ -125,12 +158,28 @@ def train_command(model, data, recipe, options, pairs, resume, quiet, **flags) -
         run_dir = Path(config.out) if config.out else default_run_dir(config)
         # The folder is fixed here, so that the curves can be drawn after every epoch.
         config = dataclasses.replace(config, **unset, out=str(run_dir))
+    writer = is_writer_process()
     try:
+        if nproc and nproc > 1 and not launched_by_torchrun():
+            # The config is checked above, once; the workers (rank 0 writes) do the rest.
+            argv = list(click.get_current_context().find_root().obj["argv"])
+            if not resume and "out" not in settings:
+                argv += ["--out", str(run_dir)]  # every rank names the same folder
+            launch(worker_args(argv), nproc=nproc, device=resolve_device(config.device))
+            return
         run = fit(config, resume=resume, quiet=quiet, callbacks=[lambda epoch, record: write_run_curves(run_dir)])
-    finally:
-        metrics, curves = run_dir / "metrics.csv", run_dir / "curves.png"
-        if metrics.is_file() and (not curves.is_file() or curves.stat().st_mtime < metrics.stat().st_mtime):
-            write_run_curves(run_dir)
+    except CnnlabError as e:
+        if getattr(e, "reported_by_rank0", False):
+            sys.exit(1)  # rank 0 prints the line; the other ranks stop quietly
+        raise
+    # The curves are drawn after each committed epoch (the callback), and here once more when
+    # missing (a resumed finished run), only after fit succeeded: a refused or failed command
+    # never touches a run's curves.png.
+    if not writer:
+        return
+    metrics, curves = run_dir / "metrics.csv", run_dir / "curves.png"
+    if metrics.is_file() and (not curves.is_file() or curves.stat().st_mtime < metrics.stat().st_mtime):
+        write_run_curves(run_dir)
     final = run.final
     out = console()
     out.print(

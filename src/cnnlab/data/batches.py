@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from cnnlab.data.datasets import ImageDataset
 from cnnlab.data.image import normalise
+from cnnlab.data.sharding import epoch_order, rank_part
 
 # An augmentation takes a float batch (B, C, H, W) in [0, 1] and a generator and returns one
 # of the same kind (the data issue's augmentations follow this signature).
@@ -25,8 +26,17 @@ class Batches:
     """Iterate over ``dataset`` in batches of float tensors ready for the model.
 
     ``pad`` adds zeros around each image (LeNet-5's 32x32 input from MNIST's 28x28: pad 2).
-    ``shuffle`` draws a new order each epoch from ``generator``, whose state the trainer
-    saves in checkpoints, so a resumed run sees the same batches as an uninterrupted one.
+    ``shuffle`` draws a new order each epoch: from ``seed`` and the epoch set by
+    :meth:`set_epoch` when ``seed`` is given (what the trainer does: the same order on every
+    rank, nothing to save for a resume), else from ``generator``. ``generator`` also drives
+    ``augment``; the trainer saves its state in checkpoints.
+
+    ``rank`` of ``world_size`` (distributed training, ``cnnlab.data.sharding``): shuffled
+    batches come from ``order[rank::world_size]`` cut to the same length on every rank, so the
+    ranks' b-th batches together are the single-process b-th batch of the global batch and
+    every rank takes the same number of steps; unshuffled (evaluation) batches are the
+    single-process batches ``rank, rank + world_size, ...``, whole, so each image is computed
+    exactly as by one process, and :meth:`indices` says which images this rank yields.
     """
 
     def __init__(
@@ -42,9 +52,18 @@ class Batches:
         generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float32,
         channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        if shuffle and world_size > 1 and seed is None:
+            raise ValueError("shuffled batches of a distributed run need seed= (the same order on every rank)")
+        self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.epoch = 0
         self.device = torch.device(device)
         self.images = dataset.images.to(self.device)
         self.labels = dataset.labels.to(self.device)
@@ -59,13 +78,45 @@ class Batches:
         self.mean = torch.tensor(dataset.mean, device=self.device, dtype=dtype).view(1, -1, 1, 1)
         self.std = torch.tensor(dataset.std, device=self.device, dtype=dtype).view(1, -1, 1, 1)
 
-    def __len__(self) -> int:
-        n = len(self.images)
+    def set_epoch(self, epoch: int) -> None:
+        """Use epoch ``epoch``'s order (0-based) for the next pass (with ``seed``)."""
+        self.epoch = epoch
+
+    def _count(self, n: int) -> int:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __len__(self) -> int:
+        """Batches this rank yields per pass."""
+        if self.shuffle:
+            return self._count(len(self.images) // self.world_size)
+        return len(range(self.rank, self._count(len(self.images)), self.world_size))
 
     @property
     def num_images(self) -> int:
-        return len(self) * self.batch_size if self.drop_last else len(self.images)
+        """Images this rank yields per pass."""
+        if self.shuffle:
+            n = len(self.images) // self.world_size
+            return len(self) * self.batch_size if self.drop_last else n
+        return sum(len(r) for r in self._slices())
+
+    def indices(self) -> torch.Tensor:
+        """The dataset positions this rank yields in one pass, in order (int64, CPU)."""
+        if self.shuffle:
+            part = self._shuffled_part()
+            return part[: self.num_images].cpu()
+        return torch.cat([torch.arange(r.start, r.stop) for r in self._slices()] or [torch.zeros(0, dtype=torch.int64)])
+
+    def _slices(self) -> list[range]:
+        n, size = len(self.images), self.batch_size
+        return [range(b * size, min((b + 1) * size, n)) for b in range(self.rank, self._count(n), self.world_size)]
+
+    def _shuffled_part(self) -> torch.Tensor:
+        n = len(self.images)
+        if self.seed is not None:
+            order = epoch_order(n, seed=self.seed, epoch=self.epoch)
+        else:
+            order = torch.randperm(n, generator=self.generator)
+        return rank_part(order, rank=self.rank, world_size=self.world_size, drop_last=True).to(self.device)
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, C, H, W) -> padded, augmented, normalised float batch."""
@@ -80,17 +131,12 @@ class Batches:
         return x
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.images)
-        if self.shuffle:
-            order = torch.randperm(n, generator=self.generator).to(self.device)
-        else:
-            order = None
+        if not self.shuffle:
+            for r in self._slices():
+                idx = slice(r.start, r.stop)
+                yield self.prepare(self.images[idx]), self.labels[idx]
+            return
+        order = self._shuffled_part()
         for b in range(len(self)):
-            start = b * self.batch_size
-            if order is None:
-                idx = slice(start, start + self.batch_size)
-                images, labels = self.images[idx], self.labels[idx]
-            else:
-                idx = order[start : start + self.batch_size]
-                images, labels = self.images.index_select(0, idx), self.labels.index_select(0, idx)
-            yield self.prepare(images), labels
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield self.prepare(self.images.index_select(0, idx)), self.labels.index_select(0, idx)

@@ -91,7 +91,17 @@ class DatasetSpec:
     load: Callable[[Path, str, bool], tuple[torch.Tensor, torch.Tensor, str]]
     val_size: int  # default hold-out size carved from the canonical training set
     description: str = ""
+    # Datasets whose classes are read from the data on disk (ImageNet's folders and synset
+    # file): list_classes(root) -> names in label order; ``classes`` is then empty.
+    list_classes: Callable[[Path], tuple[str, ...]] | None = None
+    # Image-file datasets that can be streamed (cnnlab.data.stream): files(root, split) ->
+    # (paths, labels int64, source description) of the canonical train or test split.
+    files: Callable[[Path, str], tuple[list[str], torch.Tensor, str]] | None = None
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def classes_at(self, root: Path) -> tuple[str, ...]:
+        """The class names of this dataset under data root ``root``."""
+        return self.list_classes(root) if self.list_classes is not None else self.classes
 
 
 _DATASETS: dict[str, DatasetSpec] = {}
@@ -166,10 +176,11 @@ def load_dataset(
     if stats_key not in spec._cache:
         spec._cache[stats_key] = channel_stats(train_images)
     mean, std = spec._cache[stats_key]
+    classes = spec.classes_at(root_path)
     if split == "test":
         images, labels, source = _read_canonical(spec, root_path, "test", download)
-        return ImageDataset(name, split, images, labels, spec.classes, mean, std, source)
-    full = ImageDataset(name, "trainval", train_images, train_labels, spec.classes, mean, std, source)
+        return ImageDataset(name, split, images, labels, classes, mean, std, source)
+    full = ImageDataset(name, "trainval", train_images, train_labels, classes, mean, std, source)
     if split == "trainval":
         return full
     n_val = spec.val_size if val_size is None else val_size

@@ -22,11 +22,15 @@ with CIFAR-10's class names; any other folder loads as the dataset ``folder:/pat
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import os
+import signal
 import statistics
 import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +40,14 @@ import torch
 
 from cnnlab.data.datasets import DatasetSpec, register_dataset, register_resolver
 from cnnlab.data.files import atomic_write_bytes
-from cnnlab.data.image import decode_image, resize_and_crop
+from cnnlab.data.image import GRAY_MODES, decode_image, resize_and_crop
 from cnnlab.data.root import ENV_VAR
+from cnnlab.data.synsets import class_names
 from cnnlab.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".webp", ".tif", ".tiff")
 CACHE_ENV = "CNNLAB_CACHE"
-CACHE_VERSION = 1  # bump when the cache layout or decoding changes
+CACHE_VERSION = 2  # bump when the cache layout or decoding changes (2: EXIF, 16-bit, alpha on white)
 CHUNK = 500  # images per worker task: large enough to amortise the process round trip
 
 
@@ -74,14 +79,22 @@ def list_classes(split_dir: Path) -> tuple[str, ...]:
 
 
 def scan_files(split_dir: Path, classes: tuple[str, ...]) -> list[tuple[str, int, int, int]]:
-    """(relative path, label, size in bytes, mtime in ns) of every image file, sorted."""
+    """(relative path, label, size in bytes, mtime in ns) of every image file, sorted. A class
+    folder without images is refused: it would be a class the model can never be shown."""
     entries = []
     for label, name in enumerate(classes):
+        found = 0
         with os.scandir(split_dir / name) as it:
             for e in it:
                 if e.is_file() and e.name.lower().endswith(IMAGE_SUFFIXES):
                     st = e.stat()
                     entries.append((f"{name}/{e.name}", label, st.st_size, st.st_mtime_ns))
+                    found += 1
+        if not found:
+            raise DataError(
+                f"class folder {split_dir / name} has no images ({', '.join(IMAGE_SUFFIXES)}); "
+                "add images or remove the folder"
+            )
     entries.sort()
     return entries
 
@@ -134,6 +147,40 @@ def _decode(args: tuple[list[str], int | None, int]) -> tuple[np.ndarray, list[i
     return stacked, ok, failed
 
 
+# --- worker processes that die with their parent ---------------------------------------
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+WATCHDOG_SECONDS = 1.0  # how often a worker without prctl checks that its parent lives
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this process when process ``parent_pid`` dies (a killed
+    ``cnnlab`` must not leave decoders behind). On Linux the kernel sends SIGKILL on the
+    parent's death (prctl PR_SET_PDEATHSIG); elsewhere, or when the worker's parent is not
+    ``parent_pid`` (a forkserver), a daemon thread checks every second."""
+    if sys.platform.startswith("linux") and os.getppid() == parent_pid:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="parent-watchdog").start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while True:
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:  # a process with that pid exists (signals not allowed): still alive
+            pass
+        time.sleep(WATCHDOG_SECONDS)
+
+
 # --- the loader -----------------------------------------------------------------------------
 
 
@@ -153,7 +200,7 @@ def _map_chunks(fn, chunks: list, sizes: list[int], workers: int, description: s
                 results[i] = fn(chunk)
                 progress.update(task, advance=sizes[i])
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
                 futures = {pool.submit(fn, chunk): i for i, chunk in enumerate(chunks)}
                 for future in as_completed(futures):
                     i = futures[future]
@@ -221,7 +268,7 @@ def load_folder(
     probed = _map_chunks(_probe, path_chunks, sizes, workers, f"reading headers of {split_dir}", quiet)
     headers = [h for part in probed for h in part]
     readable = [h for h in headers if h is not None]
-    channels = 1 if readable and all(m in ("L", "1") for _, _, m in readable) else 3
+    channels = 1 if readable and all(m in GRAY_MODES for _, _, m in readable) else 3
     shapes = {(w, h) for w, h, _ in readable}
     target = image_size
     if target is None and len(shapes) > 1:
@@ -303,15 +350,29 @@ def _resolve_folder(name: str) -> DatasetSpec | None:
     path = Path(name[len("folder:") :]).expanduser()
     if not (path / "train").is_dir():
         raise DataError(f"{name}: expected {path}/train/<class>/*.jpg (and test/<class>/...) image folders")
-    classes = list_classes(path / "train")
+    folders = list_classes(path / "train")
+    if len(folders) == 1:
+        # One class trains a model that is "100%" right by answering that class always.
+        raise DataError(
+            f"{path / 'train'} has one class folder ({folders[0]}); a classifier needs at least two: "
+            f"add a folder per class under {path / 'train'}"
+        )
     test_name = "test" if (path / "test").is_dir() else "val"
 
     def load(root: Path, split: str, allow_download: bool):
         split_dir = path / ("train" if split == "train" else test_name)
-        got = load_folder(split_dir, classes=classes)
+        got = load_folder(split_dir, classes=folders)
         return got.images, got.labels, str(split_dir)
 
-    return DatasetSpec(name, classes, load, val_size=0, description=f"image folders under {path}")
+    def files(root: Path, split: str):  # for the streaming path (cnnlab.data.stream)
+        from cnnlab.data.imagenet import class_folder_files
+
+        split_dir = path / ("train" if split == "train" else test_name)
+        entries = class_folder_files(split_dir, folders)
+        return [p for p, _ in entries], torch.tensor([label for _, label in entries], dtype=torch.int64), str(split_dir)
+
+    # Class names from a synset mapping file beside train/ when there is one (ImageNet's wnids -> "tench").
+    return DatasetSpec(name, class_names(path, folders), load, val_size=0, description=f"image folders under {path}", files=files)
 
 
 register_resolver(_resolve_folder)

@@ -1,9 +1,15 @@
-"""The one image policy: how an image file becomes what a model sees.
+"""The one image policy: how an image file (or uploaded bytes) becomes what a model sees.
 
 Every path that reads an image goes through here (image-folder datasets, ``cnnlab predict``,
-the figures), so a photo is classified the same way by ``predict`` and by ``eval``:
+the figures, ``cnnlab serve``'s uploads), so a photo is classified the same way everywhere:
 
-1. decode with Pillow; a file that is missing or cannot be decoded is a DataError naming it;
+1. decode with Pillow (:func:`decode_file`, :func:`decode_upload`: one decoder). The pixel
+   count is checked from the header before any pixel is decoded (``max_pixels``, default
+   :data:`DEFAULT_MAX_PIXELS` or ``$CNNLAB_MAX_PIXELS``): a decompression bomb is a one-line
+   :class:`ImageTooLarge`, never a Pillow warning or an exhausted memory. The first frame of an
+   animation is used; the EXIF orientation is applied; 16-bit, 32-bit and float pixels are
+   scaled (not clipped) to 8 bits; transparency is flattened onto white; CMYK, palette and
+   the rest are converted. A file that is missing or cannot be decoded is a DataError naming it;
 2. convert to ``L`` (one channel) or ``RGB`` (three);
 3. resize so the image covers the target size, keeping its aspect ratio (for a square
    target: the shorter side becomes the target side; bilinear with Pillow's antialiasing),
@@ -14,19 +20,25 @@ the figures), so a photo is classified the same way by ``predict`` and by ``eval
    split's per-channel mean and divide by its std.
 
 Steps 1-4 give uint8 (C, H, W) tensors, the form datasets hold in memory; step 5 is done on
-whole batches on the training device (``Batches``) with the same :func:`normalise`.
+whole batches on the training device (``Batches``) with the same :func:`normalise`. What
+steps 1-4 did to an image is kept as notes (:class:`Decoded`), so ``predict`` and ``serve``
+can say when an input differs from what the model was trained on (:func:`mismatch`).
 """
 
 from __future__ import annotations
 
+import io
 import os
+import struct
+import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnlab.errors import CnnlabError, DataError
 
@@ -40,17 +52,153 @@ def image_mode(channels: int) -> str:
     return "L" if channels == 1 else "RGB"
 
 
-def decode_image(path: str | os.PathLike, channels: int) -> Image.Image:
-    """Decode an image file and convert it to ``channels`` channels (steps 1-2)."""
-    mode = image_mode(channels)
+# 40 megapixels: larger than any phone photo (a 12 MP camera gives 4032x3024), far below what
+# it takes to exhaust memory (an RGB image costs 3 bytes a pixel once decoded).
+DEFAULT_MAX_PIXELS = 40_000_000
+MAX_PIXELS_ENV = "CNNLAB_MAX_PIXELS"  # overrides DEFAULT_MAX_PIXELS for every command
+
+# Our own limit replaces Pillow's decompression-bomb warning (two lines on stderr, at
+# 89 megapixels): images above ``max_pixels`` are refused from the header with one line.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+# Pillow modes of one-channel images (the folder loader keeps such a folder one-channel).
+GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+
+
+class ImageTooLarge(DataError):
+    """An image with more pixels than allowed (a decompression bomb, or just too big)."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """An image after step 1-2, with what was done to it in words."""
+
+    image: Image.Image  # 8-bit, mode "L" or "RGB", EXIF orientation applied
+    original_size: tuple[int, int]  # (width, height) as stored in the file, before rotation
+    format: str  # Pillow's name for the file format: "PNG", "JPEG", "GIF", ...
+    notes: tuple[str, ...] = field(default_factory=tuple)  # "EXIF orientation 6 applied", ...
+    channels: int = 0  # channels of the stored image (1 gray, 3 colour), before step 2
+
+
+def max_pixels_limit() -> int:
+    """The pixel limit: ``$CNNLAB_MAX_PIXELS`` when set, else :data:`DEFAULT_MAX_PIXELS`."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+    if not text:
+        return DEFAULT_MAX_PIXELS
     try:
-        with Image.open(path) as img:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DataError(f"{MAX_PIXELS_ENV} must be a positive number of pixels, got {text!r}")
+    return value
+
+
+def _to_8bit(img: Image.Image, notes: list[str]) -> Image.Image:
+    """Integer and float modes of more than 8 bits scaled (not clipped) to 8 bits."""
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        values = np.asarray(img).astype(np.float64)
+        # 16-bit files use the whole 0..65535 range; a 32-bit "I" image that stays inside it
+        # is 16-bit data in a wider container (Pillow reads some 16-bit TIFFs that way).
+        top = 65535.0 if img.mode != "I" or values.max(initial=0) > 255 else 255.0
+        notes.append(f"{img.mode} pixels scaled to 8 bits")
+        return Image.fromarray(np.clip(np.rint(values * 255.0 / top), 0, 255).astype(np.uint8), "L")
+    if img.mode == "F":
+        values = np.asarray(img).astype(np.float64)
+        top = 1.0 if values.max(initial=0) <= 1.0 else 255.0  # floats in [0, 1] or in [0, 255]
+        notes.append("float pixels scaled to 8 bits")
+        return Image.fromarray(np.clip(np.rint(values * 255.0 / top), 0, 255).astype(np.uint8), "L")
+    return img
+
+
+def _flatten_alpha(img: Image.Image, notes: list[str]) -> Image.Image:
+    """Transparent pixels become white (a drawing on a transparent background is ink on
+    paper), rather than whatever colour the file stored under them."""
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        gray = img.mode in ("LA", "La")
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        notes.append("transparency flattened onto white")
+        flat = Image.alpha_composite(background, rgba)
+        return flat.convert("L" if gray else "RGB")
+    return img
+
+
+def _decode(source: str | os.PathLike | io.BytesIO, channels: int, max_pixels: int) -> Decoded:
+    """Steps 1-2 for a file or a byte buffer; DataError with the reason alone (the callers
+    name the file)."""
+    mode = image_mode(channels)
+    if max_pixels < 1:
+        raise DataError(f"max_pixels must be positive, got {max_pixels}")
+    notes: list[str] = []
+    try:
+        with Image.open(source) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageTooLarge(
+                    f"image is {width}x{height} = {width * height:,} pixels; the limit is {max_pixels:,} "
+                    f"(set {MAX_PIXELS_ENV} to allow more)"
+                )
+            if width < 1 or height < 1:
+                raise DataError(f"image has no pixels ({width}x{height})")
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:
+                img.seek(0)
+                notes.append(f"first of {frames} frames used")
             img.load()
-            return img.convert(mode)
+            fmt = img.format or "unknown"
+            orientation = img.getexif().get(0x0112, 1)  # EXIF tag 274, Orientation; 1 = as stored
+            oriented = ImageOps.exif_transpose(img)
+            if orientation not in (1, None):
+                notes.append(f"EXIF orientation {orientation} applied")
+            out = _flatten_alpha(_to_8bit(oriented, notes), notes)
+            if out.mode not in ("L", "RGB"):
+                notes.append(f"{out.mode} converted to RGB")
+                out = out.convert("RGB")
+            stored = 1 if out.mode == "L" else 3
+            if out.mode != mode:
+                notes.append(f"{stored}-channel image converted to {channels} channel{'s' if channels > 1 else ''}")
+                out = out.convert(mode)
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageTooLarge(f"image refused as a decompression bomb: {e}") from None
+    except UnidentifiedImageError:
+        raise DataError("not an image file that Pillow can read (PNG, JPEG, GIF, BMP, WebP, TIFF, ...)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError, struct.error) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"cannot decode the image: {first}") from None
+    return Decoded(out, (width, height), fmt, tuple(notes), stored)
+
+
+def decode_upload(data: bytes, channels: int, *, max_pixels: int | None = None) -> Decoded:
+    """Decode uploaded bytes into an 8-bit ``L`` (``channels`` = 1) or ``RGB`` (3) image
+    (steps 1-2); anything else raises DataError with a one-line reason."""
+    if not data:
+        raise DataError("the file is empty (0 bytes)")
+    return _decode(io.BytesIO(data), channels, max_pixels_limit() if max_pixels is None else max_pixels)
+
+
+def decode_file(path: str | os.PathLike, channels: int, *, max_pixels: int | None = None) -> Decoded:
+    """Decode an image file (steps 1-2); errors are DataErrors that name the file."""
+    image_mode(channels)
+    try:
+        return _decode(Path(path), channels, max_pixels_limit() if max_pixels is None else max_pixels)
     except FileNotFoundError:
         raise DataError(f"no image at {path}") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+    except ImageTooLarge as e:
+        raise ImageTooLarge(f"{path}: {e}") from None
+    except DataError as e:
         raise DataError(f"cannot decode image {path}: {e}") from None
+
+
+def decode_image(path: str | os.PathLike, channels: int) -> Image.Image:
+    """Decode an image file and convert it to ``channels`` channels (steps 1-2)."""
+    return decode_file(path, channels).image
 
 
 def resize_and_crop(img: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -97,17 +245,70 @@ def should_invert(image: torch.Tensor, invert: str, *, dark_background: bool) ->
     return bool(border > 127)
 
 
+def prepare_decoded(
+    decoded: Decoded, image_size: Sequence[int], *, invert: str = "auto", dark_background: bool = False
+) -> tuple[torch.Tensor, Decoded]:
+    """Steps 3-4 for a decoded image: uint8 (C, H, W) of ``image_size`` = (C, H, W), and the
+    record with a note for a resize and for an inversion."""
+    _, height, width = image_size
+    notes = list(decoded.notes)
+    size = decoded.image.size
+    if size != (width, height):
+        notes.append(f"resized from {size[0]}x{size[1]} to {width}x{height} (shorter side, centre crop)")
+    tensor = to_uint8_tensor(resize_and_crop(decoded.image, (height, width)))
+    if should_invert(tensor, invert, dark_background=dark_background):
+        tensor = 255 - tensor
+        notes.append("inverted: dark strokes on a light background, the dataset has light on dark")
+    return tensor, replace(decoded, notes=tuple(notes))
+
+
+def read_image(
+    path: str | os.PathLike,
+    image_size: Sequence[int],
+    *,
+    invert: str = "auto",
+    dark_background: bool = False,
+    max_pixels: int | None = None,
+) -> tuple[torch.Tensor, Decoded]:
+    """Steps 1-4 for an image file: the uint8 (C, H, W) tensor and what was done to it."""
+    decoded = decode_file(Path(path), image_size[0], max_pixels=max_pixels)
+    return prepare_decoded(decoded, image_size, invert=invert, dark_background=dark_background)
+
+
+def prepare_upload(
+    data: bytes,
+    image_size: Sequence[int],
+    *,
+    dark_background: bool = False,
+    invert: str = "auto",
+    max_pixels: int | None = None,
+) -> tuple[torch.Tensor, Decoded]:
+    """Steps 1-4 for uploaded bytes (what :func:`read_image` does for a file)."""
+    decoded = decode_upload(data, image_size[0], max_pixels=max_pixels)
+    return prepare_decoded(decoded, image_size, invert=invert, dark_background=dark_background)
+
+
 def load_image(
     path: str | os.PathLike, image_size: Sequence[int], *, invert: str = "auto", dark_background: bool = False
 ) -> torch.Tensor:
     """Steps 1-4: an image file as a uint8 (C, H, W) tensor of ``image_size`` = (C, H, W), the
     way an image-folder dataset of that size holds it."""
+    return read_image(path, image_size, invert=invert, dark_background=dark_background)[0]
+
+
+def mismatch(decoded: Decoded, image_size: Sequence[int]) -> str | None:
+    """How an input differs from the images a model was trained on (``image_size`` = (C, H,
+    W)), in words, or None when its channels and size are the training ones."""
     channels, height, width = image_size
-    img = resize_and_crop(decode_image(Path(path), channels), (height, width))
-    tensor = to_uint8_tensor(img)
-    if should_invert(tensor, invert, dark_background=dark_background):
-        tensor = 255 - tensor
-    return tensor
+    w, h = decoded.image.size
+    changes = []
+    if decoded.channels and decoded.channels != channels:
+        changes.append(f"converted from {decoded.channels} channel{'s' if decoded.channels > 1 else ''} to {channels}")
+    if (w, h) != (width, height):
+        changes.append(f"resized from {w}x{h} to {width}x{height}")
+    if not changes:
+        return None
+    return f"{' and '.join(changes)}: the model was trained on {channels}x{height}x{width} images"
 
 
 def normalise(x: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 import pickle
 import re
@@ -481,33 +482,43 @@ def _roots(signature: Mapping[str, Any]) -> set[str]:
 
 @functools.cache
 def _family_roots() -> dict[str, set[str]]:
-    # The top-level module names of one member per family: a cheap first filter, since
-    # building all ~80 models (even on the meta device) takes many seconds.
-    roots: dict[str, set[str]] = {}
+    # The top-level module names of each family's smallest member: a cheap first filter.
+    smallest: dict[str, str] = {}
     for name in list_models():
-        family = get_model_info(name).family
-        if family not in roots:
-            roots[family] = _roots(_registered_signature(name))
-    return roots
+        info = get_model_info(name)
+        best = smallest.get(info.family)
+        if best is None or (info.params or math.inf) < (get_model_info(best).params or math.inf):
+            smallest[info.family] = name
+    return {family: _roots(_registered_signature(name)) for family, name in smallest.items()}
+
+
+_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+_CANDIDATES = 5  # models compared key by key: building one, even on the meta device, takes ~0.3 s
 
 
 def closest_models(state: Mapping[str, Tensor], *, n: int = 3) -> list[tuple[str, float]]:
-    """The ``n`` registered models whose (key, shape) pairs overlap ``state``'s most, best first.
+    """Up to ``n`` registered models whose (key, shape) pairs overlap ``state``'s most, best first.
 
     Overlap = shared (key, shape) pairs / the larger of the two key counts (0..1), so a model
-    with extra layers does not win by containing every key. Only families sharing at least
-    half of their top-level module names with ``state`` are searched; models sharing nothing
-    are left out.
+    with extra layers does not win by containing every key. Searched: the families sharing at
+    least half of their top-level module names with ``state``, and of those the
+    ``_CANDIDATES`` models nearest to it in parameter count; models sharing nothing are left out.
     """
     theirs = set(_signature(state).items())
-    mine = _roots(dict(theirs))
+    mine = _roots(state)
     families = {f for f, roots in _family_roots().items() if len(roots & mine) >= len(roots | mine) / 2}
+    size = max(1, sum(v.numel() for k, v in state.items() if not k.endswith(_BUFFERS)))
+
+    def distance(name: str) -> float:
+        params = get_model_info(name).params
+        return abs(math.log(params / size)) if params else math.inf
+
+    names = sorted((m for m in list_models() if get_model_info(m).family in families), key=distance)
     scores = []
-    for name in list_models():
-        if get_model_info(name).family in families:
-            own = set(_registered_signature(name).items())
-            scores.append((name, len(own & theirs) / max(len(own), len(theirs))))
-    scores.sort(key=lambda item: -item[1])  # stable: equal scores keep the registry's order
+    for name in names[:_CANDIDATES]:
+        own = set(_registered_signature(name).items())
+        scores.append((name, len(own & theirs) / max(len(own), len(theirs))))
+    scores.sort(key=lambda item: -item[1])  # stable: equal scores stay in parameter-count order
     return [item for item in scores[:n] if item[1] > 0]
 
 
@@ -530,7 +541,8 @@ def load_weights(
     for key, value in model.state_dict().items():
         # Files saved before PyTorch 0.4.1 (torchvision's 2017 ones) lack BN's step counter,
         # which only momentum=None uses: it starts at 0, as load_state_dict would set it.
-        if key.endswith("num_batches_tracked") and key not in state:
+        stem = key.rsplit(".", 1)[0]
+        if key.endswith("num_batches_tracked") and key not in state and f"{stem}.running_mean" in state:
             state[key] = torch.zeros_like(value, device="cpu")
     problems = fit_problems(model, state)
     if problems:

@@ -40,9 +40,9 @@ from cnnlab.analysis import Field, summary
 from cnnlab.analysis.attribution import GridLayer, attribute
 from cnnlab.analysis.attribution import _as_grid as as_grid  # NOTE: private in attribution.py; asked to make public
 from cnnlab.analysis.attribution import _to_maps as to_maps
-from cnnlab.data.drawing import Decoded, ImageTooLarge, decode_upload, prepare_digit, prepare_upload
+from cnnlab.data.drawing import prepare_digit
 from cnnlab.data.files import safe_name
-from cnnlab.data.image import dark_background, to_model_input
+from cnnlab.data.image import Decoded, ImageTooLarge, dark_background, decode_upload, prepare_upload, to_model_input
 from cnnlab.errors import CnnlabError
 from cnnlab.models import get_model_info, main_output
 from cnnlab.training.config import TrainConfig
@@ -274,14 +274,15 @@ class ServedRun:
         info = self.data_info
         c, h, w = info["image_size"]
         if not self.is_digit_like:
-            image, decoded = prepare_upload(data, info["image_size"], invert="no", max_pixels=max_pixels)
-            return image, _source("drawing", decoded)
+            image, _ = prepare_upload(data, info["image_size"], invert="no", max_pixels=max_pixels)
+            return image, {"kind": "drawing", "notes": [f"resized to the network's {h}x{w} input"]}
         decoded = decode_upload(data, 1, max_pixels=max_pixels)
         ink = torch.from_numpy(np.asarray(decoded.image).copy())
         box = max(1, round(h * 20 / 28))  # MNIST: 20 of 28
         image = prepare_digit(ink, box=box, size=h)
-        notes = decoded.notes + (f"prepared as MNIST digits were: ink's box scaled to {box}x{box}, centred by centre of mass in {h}x{w}",)
-        return image, {"kind": "drawing", "notes": list(notes)}
+        # The decoder's notes (the canvas's alpha channel, its colour channels) say nothing to the person who drew.
+        notes = [f"prepared as MNIST digits were: ink's box scaled to {box}x{box}, centred by centre of mass in {h}x{w}"]
+        return image, {"kind": "drawing", "notes": notes}
 
     # --- the forward pass -------------------------------------------------------------------
     def analyse(self, image: torch.Tensor, source: dict) -> Analysis:
@@ -336,7 +337,8 @@ class ServedRun:
         conv = dict(run.model.named_modules())[view.name]
         seen: list[tuple[torch.Tensor, torch.Tensor]] = []
         with self.lock:
-            handle = conv.register_forward_hook(lambda m, i, o: seen.append((i[0].detach(), o.detach())) if not seen else None)
+            # clone: an in-place ReLU after the convolution would overwrite its output (AlexNet, VGG)
+            handle = conv.register_forward_hook(lambda m, i, o: seen.append((i[0].detach().clone(), o.detach().clone())) if not seen else None)
             try:
                 with torch.no_grad():
                     run.model(analysis.x.to(_device(run.model)))

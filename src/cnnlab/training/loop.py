@@ -7,35 +7,65 @@ After each epoch (:func:`fit`): validation and test error, a row in ``metrics.cs
 weights, optimizer, schedule, RNG and history from the last completed epoch, so the resumed
 run ends with the same weights as an uninterrupted one.
 
+The same loop runs in one process and in each rank of a distributed run
+(``cnnlab.training.distributed``): there, every rank trains on its part of each epoch's
+batches through DistributedDataParallel, evaluation is sharded and gathered, and rank 0
+alone writes. Gradient accumulation (``accum_steps``) adds several micro-batches' gradients
+into one optimizer step; the global batch, per-rank batch x world size x accumulation steps,
+sets the learning rate by the linear scaling rule when it differs from the recipe's.
+
 Training never plots: the caller draws ``curves.png`` from the history (``cnnlab train`` does).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from cnnlab.data import Batches, ImageDataset, get_dataset_spec, load_dataset, random_subset
+from cnnlab.data import Batches, ImageDataset, data_root, get_dataset_spec, load_dataset, random_subset
 from cnnlab.data.augment import get_preset
 from cnnlab.data.image import fit_padding
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model, get_model_info, split_outputs
-from cnnlab.training.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from cnnlab.training.checkpoint import TrainingState, save_checkpoint
 from cnnlab.training.config import TrainConfig
+from cnnlab.training.data import load_data, make_batches
 from cnnlab.training.device import autocast, resolve_device, rng_state, seed_everything, set_rng_state
-from cnnlab.training.evaluate import EvalResult, evaluate_model
-from cnnlab.training.optim import LossFn, loss_with_aux, make_loss, make_optimizer
+from cnnlab.training.distributed import (
+    SINGLE,
+    Scaling,
+    World,
+    all_max,
+    all_sum,
+    check_equal_steps,
+    check_sync_bn,
+    collective,
+    evaluate_sharded,
+    from_writer,
+    gather_objects,
+    join_world,
+    rank_seed,
+    scale_lr,
+    wrap_model,
+)
+from cnnlab.training.evaluate import EvalResult
+from cnnlab.training.extras import StepExtras, ema_metrics, resume_extras
+from cnnlab.training.optim import LossFn, loss_with_aux, make_loss, make_optimizer, parameter_groups
 from cnnlab.training.progress import TrainProgress
-from cnnlab.training.run import Run, data_info, open_run, start_run, write_metrics
+from cnnlab.training.run import Run, RunFolder, data_info, interrupted_message, open_run, resume_state, write_metrics
 from cnnlab.training.schedule import Plateau, lr_at
+from cnnlab.training.tensorboard import TensorBoardLog
+from cnnlab.training.validate import check_input_fits, check_model_options
 
 # Called after every epoch with (epoch, record); raising StopTraining ends the run cleanly.
 EpochCallback = Callable[[int, dict], None]
@@ -51,7 +81,7 @@ class Setup:
 
     config: TrainConfig
     device: torch.device
-    model: nn.Module
+    model: nn.Module  # the network itself: what is saved, evaluated and returned
     train: Batches
     val: Batches | None  # None when the config holds out no validation images
     test: Batches
@@ -62,9 +92,20 @@ class Setup:
     generator: torch.Generator  # shuffling and augmentation; saved in every checkpoint
     data_info: dict  # data.json
     sizes: tuple[int, int, int]  # train, val, test images
+    world: World = SINGLE
+    scaling: Scaling | None = None  # global batch and the learning rate it implies
+    step_model: nn.Module | None = None  # what a training step calls: DDP and/or compiled model; None: model
+    scaler: torch.amp.GradScaler | None = None  # fp16 loss scaling; disabled (a pass-through) otherwise
+    extras: StepExtras | None = None  # mixup/cutmix, gradient clipping, EMA (cnnlab.training.extras)
+    data_note: str = ""  # in memory or streamed, and why (cnnlab.training.data)
 
     def lr(self, step: int) -> float:
         return self.lr_at(step) * self.plateau.factor
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch: micro-batches / accumulation steps, rounded up."""
+        return -(-len(self.train) // self.config.accum_steps)
 
 
 @dataclass
@@ -90,43 +131,60 @@ def load_splits(config: TrainConfig) -> tuple[ImageDataset, ImageDataset, ImageD
     return train, val, test
 
 
-def prepare(config: TrainConfig) -> Setup:
-    """Seed, load the data, build the model, batches, optimizer, loss and schedule."""
-    device = resolve_device(config.device)
+def prepare(config: TrainConfig, *, world: World = SINGLE, device: torch.device | None = None) -> Setup:
+    """Seed, load the data, build the model, batches, optimizer, loss and schedule, for this
+    rank of ``world`` on ``device`` (default: the config's device, one process). The model is
+    not wrapped yet (:func:`fit` does that after a resume has loaded its weights)."""
+    device = resolve_device(config.device) if device is None else device
+    check_sync_bn(world, device, config.sync_bn)
     generator = seed_everything(config.seed, deterministic=config.deterministic, threads=config.threads)
     # Check names before the (slower) data loading: unknown model, dataset or option fail first.
     spec = get_dataset_spec(config.data)
     get_preset(config.augment)
-    with torch.device("meta"):
-        create_model(config.model, num_classes=len(spec.classes), **config.model_options)
-    train_set, val_set, test_set = load_splits(config)
+    check_model_options(config.model, config.model_options, num_classes=len(spec.classes_at(data_root(config.data_root))))
+    data = load_data(config, input_size=get_model_info(config.model).input_size[-1])  # in memory or streamed
+    train_set, val_set, test_set = data.train, data.val, data.test
     model = create_model(config.model, num_classes=train_set.num_classes, in_chans=train_set.image_size[0], **config.model_options)
     pad = config.pad if config.pad is not None else fit_padding(train_set.image_size, get_model_info(model).input_size)
+    check_input_fits(config.model, config.model_options, num_classes=train_set.num_classes,
+                     image_size=train_set.image_size, pad=pad, data=config.data)
     model.to(device=device, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
+    if world.rank:  # every rank starts from the same weights; augmentation and dropout differ per rank
+        generator.manual_seed(rank_seed(config.seed, world.rank))
+        torch.manual_seed(rank_seed(config.seed, world.rank))
 
-    def batches(dataset: ImageDataset, train_mode: bool) -> Batches:
-        return Batches(
-            dataset, config.batch_size if train_mode else config.eval_batch_size, device=device, shuffle=train_mode,
-            pad=pad, augment=get_preset(config.augment, dataset) if train_mode else None, generator=generator,
-            channels_last=config.channels_last,
-        )
+    def batches(dataset, train_mode: bool) -> Batches:
+        return make_batches(config, dataset, train=train_mode, device=device, pad=pad, generator=generator,
+                            rank=world.rank, world_size=world.world_size)
 
     train, val, test = batches(train_set, True), batches(val_set, False) if len(val_set) else None, batches(test_set, False)
+    scaling = scale_lr(
+        config.lr, batch_size=config.batch_size, world_size=world.world_size, accum_steps=config.accum_steps,
+        reference_batch=config.reference_batch, warmup=config.warmup, epochs=config.epochs, schedule=config.schedule,
+    )
+    steps = -(-len(train) // config.accum_steps)  # optimizer steps per epoch
     schedule = partial(
-        lr_at, schedule=config.schedule, peak=config.lr, total_steps=len(train) * config.epochs,
-        warmup_steps=round(config.warmup * len(train)), step_size=config.step_size, milestones=config.milestones,
+        lr_at, schedule=config.schedule, peak=scaling.lr, total_steps=steps * config.epochs,
+        warmup_steps=round(scaling.warmup * steps), step_size=config.step_size, milestones=config.milestones,
         gamma=config.gamma,
     )
     optimizer = make_optimizer(
-        model.parameters(), name=config.optimizer, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+        parameter_groups(model, weight_decay=config.weight_decay, norm_bias_decay=config.norm_bias_decay), name=config.optimizer, lr=scaling.lr, momentum=config.momentum, nesterov=config.nesterov,
         weight_decay=config.weight_decay,
     )
     return Setup(
         config=config, device=device, model=model, train=train, val=val, test=test, optimizer=optimizer, plateau=Plateau(config.gamma, config.patience),
         loss_fn=make_loss(config.loss, num_classes=train_set.num_classes, label_smoothing=config.label_smoothing),
         lr_at=schedule, generator=generator, data_info=data_info(train_set, pad),
-        sizes=(len(train_set), len(val_set), len(test_set)),
+        sizes=(len(train_set), len(val_set), len(test_set)), world=world, scaling=scaling,
+        scaler=torch.amp.GradScaler(device.type, enabled=False),
+        extras=StepExtras(config, model, num_classes=train_set.num_classes, generator=generator) if StepExtras.needed(config) else None,
+        data_note=data.note,
     )
+
+
+# Called after each optimizer step (rank 0, --tensorboard) with the global step (0-based).
+StepCallback = Callable[..., None]
 
 
 def train_one_epoch(
@@ -139,40 +197,73 @@ def train_one_epoch(
     epoch: int,
     amp: bool = False,
     progress: TrainProgress | None = None,
+    accum_steps: int = 1,
+    scaler: torch.amp.GradScaler | None = None,
+    world: World = SINGLE,
+    on_step: StepCallback | None = None,
+    extras: StepExtras | None = None,
 ) -> EpochStats:
     """One pass over ``batches`` (epoch ``epoch``, 0-based); ``lr(step)`` gives the learning
-    rate of each global step. Auxiliary heads (GoogLeNet) add to the loss; a loss that is not
-    finite stops training with the step and learning rate that caused it."""
+    rate of each global optimizer step. Auxiliary heads (GoogLeNet) add to the loss; a loss
+    that is not finite stops training with the step and learning rate that caused it.
+
+    ``accum_steps`` micro-batches make one optimizer step; each micro-batch's loss is weighted
+    by its share of the step's images, so k micro-batches of B images step like one batch of
+    kB (up to float rounding). Under DDP (``model`` has ``no_sync``) gradients are all-reduced
+    on a step's last micro-batch only. The returned statistics cover every rank of ``world``."""
     model.train()
-    if progress is not None:
-        progress.start_epoch(epoch + 1, batches.num_images)
+    check_equal_steps(world, len(batches))
+    scaler = scaler if scaler is not None else torch.amp.GradScaler(enabled=False)  # a pass-through
+    if progress is not None:  # rank 0's batches stand for all ranks' (the same count each)
+        progress.start_epoch(epoch + 1, batches.num_images * world.world_size)
     t0 = time.perf_counter()
     loss_sum = torch.zeros((), dtype=torch.float64)
     correct = seen = 0
     step_lr = 0.0
+    n_batches, size, total = len(batches), batches.batch_size, batches.num_images
+    steps_per_epoch = -(-n_batches // accum_steps)
+    step_images = size
+    optimizer.zero_grad(set_to_none=True)
+    last_finite: float | None = None  # the last batch's loss, for the message if one is not finite
     for i, (x, y) in enumerate(batches):
-        step_lr = lr(epoch * len(batches) + i)
-        for group in optimizer.param_groups:
-            group["lr"] = step_lr
-        with autocast(x.device, amp):
-            logits, aux = split_outputs(model(x))
-            loss = loss_with_aux(loss_fn, logits, aux, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        n = len(y)
+        first = i - i % accum_steps  # the step's first and last micro-batch
+        last = min(first + accum_steps, n_batches) - 1
+        step = epoch * steps_per_epoch + i // accum_steps
+        if i == first:
+            step_lr = lr(step)
+            for group in optimizer.param_groups:
+                group["lr"] = step_lr
+            step_images = min(total, (last + 1) * size) - first * size  # every batch but the pass's last is full
+        no_sync = i != last and hasattr(model, "no_sync")
+        with model.no_sync() if no_sync else contextlib.nullcontext():
+            x, target = extras.mix(x, y) if extras is not None else (x, y)  # soft targets under mixup/cutmix
+            with autocast(x.device, amp):
+                logits, aux = split_outputs(model(x))
+                loss = loss_with_aux(loss_fn, logits, aux, target)
+            n = len(y)
+            scaler.scale(loss * (n / step_images) if step_images != n else loss).backward()
+        if i == last:
+            if extras is not None:
+                extras.clip(optimizer, scaler)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            if extras is not None:
+                extras.after_step()  # EMA of the weights
         batch_loss = float(loss.detach()) * n
         batch_correct = int((logits.detach().argmax(1) == y).sum())
-        if not math.isfinite(batch_loss):
-            raise CnnlabError(
-                f"the loss became {batch_loss / n} at epoch {epoch + 1}, iteration {i + 1}; lower the learning rate (now {step_lr:g})"
-            )
+        check_finite_loss(batch_loss / n, last_finite, epoch=epoch, step=i, lr=step_lr)
+        last_finite = batch_loss / n
         loss_sum += batch_loss
         correct += batch_correct
         seen += n
         if progress is not None:
-            progress.advance(n, batch_loss, batch_correct)
-    return EpochStats(float(loss_sum) / max(seen, 1), correct / max(seen, 1), step_lr, seen, time.perf_counter() - t0)
+            progress.advance(n * world.world_size, batch_loss * world.world_size, batch_correct * world.world_size)
+        if on_step is not None and i == last:
+            on_step(step, loss=batch_loss / n, lr=step_lr, images=step_images * world.world_size)
+    seconds = all_max(world, time.perf_counter() - t0)
+    loss_total, correct, seen = all_sum(world, [float(loss_sum), correct, seen])
+    return EpochStats(loss_total / max(seen, 1), correct / max(seen, 1), step_lr, int(seen), seconds)
 
 
 def fit(
@@ -184,61 +275,175 @@ def fit(
 ) -> Run:
     """Train ``config.model`` on ``config.data`` into a run folder (``config.out``, else
     ``runs/<model>-<data>-<time>``), or continue the run in ``resume``; returns the Run with
-    its path, history and model. ``callbacks`` are called after each epoch's checkpoint.
-    ``cnnlab.train`` is this function."""
+    its path, history and model. ``callbacks`` are called after each epoch's checkpoint, on
+    rank 0 (a StopTraining there stops every rank). ``cnnlab.train`` is this function.
+
+    Started by torchrun, each rank calls it: they join one process group, rank 0 writes."""
     t_start = time.perf_counter()
-    run_dir, config = open_run(config, resume)
-    setup = prepare(config)
-    if resume is not None:
-        state = load_checkpoint(run_dir, setup.model)
-        setup.optimizer.load_state_dict(state.optimizer)
-        setup.plateau.load_state_dict(state.plateau)
-        set_rng_state(state.rng, setup.generator)
-    else:
-        state = TrainingState()
-        start_run(run_dir, config, setup.data_info)
-    elapsed_before = state.history[-1]["elapsed_s"] if state.history else 0.0  # wall time of earlier sessions
-    run = Run(run_dir, config, state.history, setup.data_info, setup.model)
-    with TrainProgress(config.epochs, quiet=quiet) as progress, open(run_dir / "train.log", "a") as log:
+    device_name, timeout = config.device, config.dist_timeout
+    if resume is not None and (Path(resume) / "config.json").is_file():
+        saved = TrainConfig.load(Path(resume) / "config.json")  # the run's own device and timeout
+        device_name, timeout = saved.device, saved.dist_timeout
+    with join_world(device_name, timeout_s=timeout) as (world, device):
+        return _fit(config, world, device, resume=resume, callbacks=callbacks, quiet=quiet, t_start=t_start)
+
+
+def _fit(
+    config: TrainConfig, world: World, device: torch.device, *, resume: str | os.PathLike | None,
+    callbacks: Sequence[EpochCallback], quiet: bool, t_start: float,
+) -> Run:
+    writer = world.is_writer
+    run_dir, config = from_writer(world, lambda: open_run(config, resume), what="opening the run folder")
+    setup = prepare(config, world=world, device=device)
+    folder = RunFolder(run_dir, config, setup.data_info, resume=resume is not None)  # nothing on disk yet
+    with (
+        own_run_folder(world, folder),
+        TrainProgress(config.epochs, quiet=quiet or not writer) as progress,
+        open(run_dir / "train.log" if writer else os.devnull, "a") as log,
+    ):
+        state = restore(setup, run_dir) if resume is not None else TrainingState()
+        ema_warning = resume_extras(setup.extras, world, run_dir, state.epoch) if resume is not None else None
+        setup.step_model = step_module(setup)  # DDP broadcasts rank 0's (maybe resumed) weights here
+        elapsed_before = state.history[-1]["elapsed_s"] if state.history else 0.0  # wall time of earlier sessions
+        run = Run(run_dir, config, state.history, setup.data_info, setup.model)
+        tensorboard = TensorBoardLog(run_dir, start_step=state.epoch * setup.steps_per_epoch) if config.tensorboard and writer else None
         first_line = header(setup, run_dir)
         progress.log(first_line)
         log.write(first_line + "\n")
+        log.flush()  # on disk now, not after the first epoch
         if state.epoch:
             progress.log(f"resuming after epoch {state.epoch}")
+        if ema_warning:
+            progress.log(ema_warning)
         try:
             for epoch in range(state.epoch, config.epochs):
-                stats = train_one_epoch(setup.model, setup.train, setup.optimizer, setup.loss_fn, lr=setup.lr,
-                                        epoch=epoch, amp=config.amp, progress=progress)
-                val = evaluate_model(setup.model, setup.val, amp=config.amp) if setup.val else None
+                setup.train.set_epoch(epoch)
+                with collective(world, f"training epoch {epoch + 1}"):
+                    stats = train_one_epoch(
+                        setup.step_model, setup.train, setup.optimizer, setup.loss_fn, lr=setup.lr, epoch=epoch,
+                        amp=config.amp, progress=progress, accum_steps=config.accum_steps, scaler=setup.scaler, extras=setup.extras,
+                        world=world, on_step=tensorboard.step if tensorboard else None,
+                    )
+                val = evaluate_sharded(setup.model, setup.val, world, amp=config.amp) if setup.val is not None else None  # a rank may hold 0 val batches
                 last = epoch == config.epochs - 1
-                test = evaluate_model(setup.model, setup.test, amp=config.amp) if config.eval_test_every_epoch or last else None
-                record = epoch_record(epoch, len(setup.train), stats, val, test)
+                test = (evaluate_sharded(setup.model, setup.test, world, amp=config.amp)
+                        if config.eval_test_every_epoch or last else None)
+                record = epoch_record(epoch, setup.steps_per_epoch, stats, val, test)
+                record.update(ema_metrics(setup.extras, setup.val, setup.test if test is not None else None, world, amp=config.amp))
                 record["elapsed_s"] = elapsed_before + time.perf_counter() - t_start
                 state.history.append(record)
                 if config.schedule == "plateau" and val is not None:
                     setup.plateau.update(val.top1_acc)
                 score = val.top1_acc if val is not None else stats.acc
                 is_best, state.best_val, state.epoch = score > state.best_val, max(state.best_val, score), epoch + 1
-                save_epoch(run_dir, setup, state, is_best=is_best)
-                progress.log(epoch_line(record, config.epochs))
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-                for callback in callbacks:
-                    callback(epoch + 1, record)
-        except StopTraining:
-            pass
+                rng = gather_objects(world, rng_state(setup.generator))  # every rank's, for an exact resume
+                if writer:
+                    save_epoch(run_dir, setup, state, is_best=is_best, rng=rng)
+                    if setup.extras is not None:
+                        setup.extras.save(run_dir, epoch=state.epoch)
+                    progress.log(epoch_line(record, config.epochs))
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                    if tensorboard is not None:
+                        tensorboard.epoch(record)
+                if from_writer(world, lambda: run_callbacks(callbacks, epoch + 1, record), what="waiting for rank 0's callbacks"):
+                    break
         except KeyboardInterrupt:
-            progress.log(f"interrupted; {len(state.history)} epoch(s) are saved in {run_dir}; "
-                         f"continue with: cnnlab train --resume {run_dir}")
+            progress.log(interrupted_message(run_dir))
             raise
+        finally:
+            if tensorboard is not None:
+                tensorboard.close()
     return run
 
 
-def save_epoch(run_dir: os.PathLike, setup: Setup, state: TrainingState, *, is_best: bool) -> None:
-    """Save the epoch just finished: weights, optimizer, plateau, RNG, history, metrics.csv."""
+# --- the run folder's lifecycle and a loss that is not finite (issue 17) ---------------------
+
+
+class NonFiniteLoss(CnnlabError):
+    """The training loss became NaN or infinite: the run stops; its last checkpoint is kept."""
+
+
+def check_finite_loss(loss: float, last_finite: float | None, *, epoch: int, step: int, lr: float) -> None:
+    """Stop with one line when ``loss`` (a batch's mean loss) is NaN or infinite: where
+    (epoch and step, 1-based), the last finite loss, and the learning rate to lower."""
+    if math.isfinite(loss):
+        return
+    last = f"{last_finite:.4g}" if last_finite is not None else "none yet"
+    raise NonFiniteLoss(
+        f"the loss became {loss} at epoch {epoch + 1}, step {step + 1} (last finite loss {last}); "
+        f"the learning rate {lr:g} is probably too high: lower it (--lr) and train again"
+    )
+
+
+@contextlib.contextmanager
+def own_run_folder(world: World, folder: RunFolder) -> Iterator[RunFolder]:
+    """Rank 0 claims the run folder (:class:`~cnnlab.training.run.RunFolder`: created now,
+    locked, checked, config.json written) and every rank learns whether it could; leaving,
+    rank 0 releases it, removing what it wrote when no checkpoint was committed."""
+    from_writer(world, folder.claim, what="claiming the run folder")
+    try:
+        yield folder
+    except NonFiniteLoss as e:
+        if world.is_writer:
+            folder.release(failed=True)
+        raise NonFiniteLoss(f"{e}; {folder.kept()}") from None
+    except BaseException:
+        if world.is_writer:
+            folder.release(failed=True)
+        raise
+    if world.is_writer:
+        folder.release(failed=False)
+
+
+def restore(setup: Setup, run_dir: Path) -> TrainingState:
+    """Resume: rank 0 loads the newest good checkpoint and sends its state (the other ranks
+    need no copy of the run folder); the optimizer, schedule and RNG continue from it. A folder
+    with no completed epoch starts from epoch 0 (a warning says so)."""
+    state = from_writer(setup.world, lambda: resume_state(run_dir, setup.model), what="loading the checkpoint")
+    if state.epoch:
+        setup.optimizer.load_state_dict(state.optimizer)
+        setup.plateau.load_state_dict(state.plateau)
+        set_rng_state(rank_rng_state(state.rng, setup.world), setup.generator)
+    return state
+
+
+def run_callbacks(callbacks: Sequence[EpochCallback], epoch: int, record: dict) -> bool:
+    """Call each callback; True when one raised StopTraining (the run then stops)."""
+    try:
+        for callback in callbacks:
+            callback(epoch, record)
+    except StopTraining:
+        return True
+    return False
+
+
+def step_module(setup: Setup) -> nn.Module:
+    """What a training step calls: the model, under DDP in a distributed run (SyncBatchNorm
+    with ``sync_bn``), compiled with ``compile``. Saving and evaluation use ``setup.model``."""
+    module = wrap_model(setup.model, setup.world, setup.device, sync_bn=setup.config.sync_bn)
+    if setup.config.compile:
+        module = torch.compile(module)
+    return module
+
+
+def rank_rng_state(saved: dict, world: World) -> dict:
+    """This rank's RNG state out of a checkpoint's (one per rank; older runs saved one dict)."""
+    ranks = saved["ranks"] if "ranks" in saved else [saved]
+    if len(ranks) != world.world_size:
+        raise CnnlabError(
+            f"this run was trained by {len(ranks)} process(es) and is resumed by {world.world_size}; "
+            f"resume it with {len(ranks)} (its global batch and data order depend on the number)"
+        )
+    return ranks[world.rank]
+
+
+def save_epoch(run_dir: os.PathLike, setup: Setup, state: TrainingState, *, is_best: bool, rng: list[dict]) -> None:
+    """Save the epoch just finished: weights, optimizer, plateau, every rank's RNG state
+    (``rng``, in rank order), history, metrics.csv."""
     state.optimizer = setup.optimizer.state_dict()
     state.plateau = setup.plateau.state_dict()
-    state.rng = rng_state(setup.generator)
+    state.rng = {"ranks": rng}
     save_checkpoint(run_dir, setup.model, state, model_name=setup.config.model, is_best=is_best)
     write_metrics(run_dir, state.history)
 
@@ -263,14 +468,25 @@ def epoch_record(epoch: int, steps_per_epoch: int, stats: EpochStats, val: EvalR
 
 
 def header(setup: Setup, run_dir: os.PathLike) -> str:
-    """The run's first log line: model, data sizes, iterations, device, folder."""
+    """The run's first log line: model, data sizes, iterations, device, processes, global batch
+    and learning rate (after the linear scaling rule), folder."""
     c = setup.config
     params = sum(p.numel() for p in setup.model.parameters())
     n_train, n_val, n_test = setup.sizes
+    world = setup.world
+    scaling = setup.scaling or scale_lr(c.lr, batch_size=c.batch_size, world_size=world.world_size,
+                                        accum_steps=c.accum_steps, reference_batch=c.reference_batch,
+                                        warmup=c.warmup, epochs=c.epochs, schedule=c.schedule)
+    extras = [setup.data_note, check_sync_bn(world, setup.device, c.sync_bn), "torch.compile" if c.compile else ""]
+    if world.world_size > 1 and n_train % world.world_size:
+        extras.append(f"{n_train % world.world_size} image(s) of each epoch's order left out so the ranks' shares are equal")
     return (
         f"{c.model} ({params:,} parameters) on {c.data}: {n_train:,} train / {n_val:,} val / {n_test:,} test images, "
-        f"batch {c.batch_size} = {len(setup.train):,} iterations per epoch, {c.epochs} epochs, "
-        f"device {setup.device.type}, run folder {run_dir}"
+        f"batch {c.batch_size} = {setup.steps_per_epoch:,} iterations per epoch, {c.epochs} epochs, "
+        f"device {setup.device.type}, {world.describe()}, "
+        f"{scaling.describe(per_rank=c.batch_size, world_size=world.world_size, accum_steps=c.accum_steps, lr=c.lr)}, "
+        + "".join(f"{e}, " for e in extras if e)
+        + f"run folder {run_dir}"
     )
 
 

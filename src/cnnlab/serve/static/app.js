@@ -192,15 +192,19 @@
   }
 
   // --- layers ------------------------------------------------------------------------------
+  // Layers near the viewport are drawn; the others when scrolled to (big models have hundreds).
+  const near = new Set();
   const observer = new IntersectionObserver((entries) => {
     for (const entry of entries) {
-      if (entry.isIntersecting) renderLayer(Number(entry.target.dataset.index));
+      const index = Number(entry.target.dataset.index);
+      if (entry.isIntersecting) { near.add(index); renderLayer(index); } else near.delete(index);
     }
   }, { rootMargin: "600px 0px" });
 
   function buildLayers(info) {
     const holder = $("layers");
     observer.disconnect();
+    near.clear();
     holder.replaceChildren();
     S.layers.clear();
     for (const row of info.layers) {
@@ -220,11 +224,6 @@
       S.layers.set(row.index, { row, section, canvas, scaleLine, key: null, gray: null });
       observer.observe(section);
     }
-  }
-
-  function visible(node) {
-    const r = node.getBoundingClientRect();
-    return r.bottom > -600 && r.top < window.innerHeight + 600;
   }
 
   async function renderLayer(index) {
@@ -485,6 +484,7 @@
   function renderSource(res) {
     const s = res.source;
     let text;
+    document.body.dataset.sample = s.kind === "sample" ? String(s.index) : "";
     if (s.kind === "sample") {
       const ok = res.top[0].index === s.label_index;
       text = `test image #${s.index}: true label ${s.label} (${ok ? "predicted correctly" : "predicted " + res.top[0].class})`;
@@ -514,7 +514,7 @@
     await showInput(res);
     drawOverlay();
     if (seq !== S.seq) return;
-    for (const [index, L] of S.layers) if (visible(L.section)) renderLayer(index);
+    for (const index of near) renderLayer(index);
     if (S.inspector) closeInspector();
     document.body.dataset.key = res.key;
     document.body.dataset.top1 = res.top[0].class;

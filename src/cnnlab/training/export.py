@@ -1,0 +1,147 @@
+"""Models out: ONNX files from torch's exporter, checked with onnxruntime.
+
+``export_onnx`` runs torch's ONNX exporter (``torch.onnx.export(..., dynamo=True)``: the model
+is captured with ``torch.export`` and translated by onnxscript's torchlib) and writes one
+self-contained ``.onnx`` file (weights inside, as long as they fit protobuf's 2 GiB; larger
+models get a ``<name>.onnx.data`` file beside it). The file also carries what a reader needs to
+use it: the input size and the preprocessing (mean, std, resize, crop) and class names, as
+``cnnlab.*`` metadata properties, which :class:`OnnxModel` and ``cnnlab predict`` read back.
+
+``check_onnx`` then runs the file in onnxruntime on real test images and compares with
+PyTorch (:class:`~cnnlab.training.inference.Agreement`: max |logit difference| and top-1
+agreement). An operator the exporter cannot translate is named in one
+:class:`~cnnlab.errors.CnnlabError` line; nothing is written then, and an existing file at the
+target path is left as it was (the file is written beside it and renamed into place).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.models.registry import main_output, model_label
+from cnnlab.training.inference import Agreement, agreement
+
+__all__ = ["DEFAULT_OPSET", "OPSETS", "OnnxModel", "check_onnx", "export_onnx"]
+
+DEFAULT_OPSET = 20  # torch 2.13's default for its exporter
+OPSETS = range(18, 24)  # the opsets torch's exporter writes directly (18 .. 23)
+_PROTOBUF_LIMIT = 2**31 - 1  # bytes: a larger model cannot hold its weights inside the file
+_METADATA_PREFIX = "cnnlab."
+
+
+def _writable(path: Path) -> None:
+    parent = path.parent
+    if not parent.is_dir():
+        raise CnnlabError(f"cannot write {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise CnnlabError(f"cannot write {path}: folder {parent} is not writable")
+    if path.is_dir():
+        raise CnnlabError(f"cannot write {path}: it is a folder")
+
+
+def _unsupported(model: nn.Module, opset: int, error: Exception) -> CnnlabError:
+    text = str(error)
+    op = re.search(r"No ONNX function found for <OpOverload\(op='([^']+)'", text)
+    if op:
+        return CnnlabError(f"cannot export {model_label(model)} to ONNX: operator {op.group(1)} has no ONNX translation (opset {opset})")
+    summary = re.findall(r"<class '[^']+'>: ([^\n]+)", text)
+    reason = summary[0] if summary else text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return CnnlabError(f"cannot export {model_label(model)} to ONNX (opset {opset}): {reason}")
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    input_size: Sequence[int],
+    dynamic_batch: bool = False,
+    opset: int = DEFAULT_OPSET,
+    metadata: Mapping[str, object] | None = None,
+) -> Path:
+    """Write ``model`` (eval mode, on the CPU) as an ONNX file taking (B, *input_size) images.
+
+    ``dynamic_batch``: the batch dimension is free (named "batch"); otherwise it is fixed at 1.
+    ``metadata``: stored as ``cnnlab.<key>`` properties, JSON-encoded (mean, std, classes, ...).
+    """
+    path = Path(path)
+    if opset not in OPSETS:
+        raise CnnlabError(f"opset {opset} is not one torch's ONNX exporter writes; expected {OPSETS.start}..{OPSETS.stop - 1}")
+    _writable(path)
+    model = model.eval().to("cpu")
+    # torch.export specialises a dimension of size 1, so a free batch is traced with 2.
+    example = torch.zeros(2 if dynamic_batch else 1, *input_size)
+    shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
+    exporter_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)  # "torchvision is not installed" notes: not ours to show
+    try:
+        program = torch.onnx.export(
+            model, (example,), None, dynamo=True, opset_version=opset, dynamic_shapes=shapes,
+            input_names=["images"], output_names=["logits"], verbose=False,
+        )
+    except Exception as e:  # the exporter raises many types; each becomes one line
+        raise _unsupported(model, opset, e) from None
+    finally:
+        exporter_log.setLevel(level)
+    props = {"input_size": list(input_size), "model": model_label(model), **(metadata or {})}
+    for key, value in props.items():
+        program.model.metadata_props[_METADATA_PREFIX + key] = json.dumps(value)
+    size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    if size >= _PROTOBUF_LIMIT:
+        program.save(path, external_data=True)  # weights in path.onnx.data, named inside the file
+        return path
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        program.save(partial, external_data=False)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+class OnnxModel:
+    """An ONNX file run by onnxruntime on the CPU; call it with a (B, C, H, W) float tensor."""
+
+    def __init__(self, path: str | os.PathLike, *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CnnlabError(f"no ONNX file at {self.path}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.log_severity_level = 3  # errors only
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime's own exception types
+            raise CnnlabError(f"{self.path} is not a loadable ONNX model: {str(e).splitlines()[0]}") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.metadata: dict[str, object] = {
+            k[len(_METADATA_PREFIX):]: json.loads(v) for k, v in meta.items() if k.startswith(_METADATA_PREFIX)
+        }
+        self.input_name = self.session.get_inputs()[0].name
+        self.batch = self.session.get_inputs()[0].shape[0]  # an int when fixed, a name when free
+
+    def __call__(self, x: Tensor) -> Tensor:
+        feed = x.detach().to("cpu", torch.float32).contiguous()
+        if isinstance(self.batch, int) and len(feed) != self.batch:
+            # A fixed-batch file: run the images in batches of its size.
+            return torch.cat([self(part) for part in feed.split(self.batch)])
+        return torch.from_numpy(self.session.run(None, {self.input_name: feed.numpy()})[0])
+
+
+def check_onnx(path: str | os.PathLike, model: nn.Module, images: Tensor) -> Agreement:
+    """Run ``images`` through the ONNX file and through ``model``; how closely they agree."""
+    with torch.inference_mode():
+        reference = main_output(model.eval().to("cpu")(images))
+    return agreement(reference, OnnxModel(path)(images))
