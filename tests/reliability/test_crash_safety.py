@@ -93,17 +93,23 @@ def reference(tmp_path_factory, tiny):
     return base, final(base / "reference"), events
 
 
-def kill_and_resume(out: Path, events: list[Events]) -> list[int]:
-    """Run, killed at each of ``events`` in turn, then resume until done; the exit codes."""
+def resume_child(out: Path, events: Events | None) -> Child:
+    def target() -> int:
+        if events is not None:
+            events.install()
+        fit(TrainConfig(), resume=out, quiet=True)  # the run's saved config
+        return 0
+
+    return Child(target)
+
+
+def kill_and_resume(out: Path, events: list[Events], *, cli: bool = True) -> list[int]:
+    """Run, killed at each of ``events`` in turn, then resume until done (``cli``: with
+    ``cnnlab train --resume``, else the library's fit); the exit codes."""
     codes = [train_child(out, events[0]).wait().code]
     for later in events[1:]:
-        def target(later=later) -> int:
-            later.install()
-            fit(TrainConfig(), resume=out, quiet=True)  # the saved config
-            return 0
-
-        codes.append(Child(target).wait().code)
-    result = run_cnnlab(["train", "--resume", str(out), "-q"])
+        codes.append(resume_child(out, later).wait().code)
+    result = run_cnnlab(["train", "--resume", str(out), "-q"]) if cli else resume_child(out, None).wait()
     assert result.code == 0, (out, result.err)
     assert "Traceback" not in result.err
     return codes + [result.code]
@@ -126,7 +132,7 @@ def test_a_kill_at_every_file_operation_of_a_commit(reference, epoch):
     wrong = []
     for i, label in enumerate(labels):
         out = base / f"commit{epoch}-{i}"
-        codes = kill_and_resume(out, [Events(kill_label=label)])
+        codes = kill_and_resume(out, [Events(kill_label=label)], cli=False)  # the CLI's resume: the tests below
         if codes[0] != -9:
             wrong.append(f"{label}: not killed ({codes})")
         elif not same(final(out), expected):

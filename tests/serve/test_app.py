@@ -270,3 +270,19 @@ def test_every_response_says_load_nothing_from_elsewhere(server):
         assert "http://" not in body and "https://" not in body and "@import" not in body
     assert b"https://" not in page.body and b"http://" not in page.body
     assert get(server.port, "/api/health").headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_broken_run_is_reported_not_fatal(live_app, lenet_run, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(lenet_run, broken)
+    for weights in broken.rglob("*.safetensors"):  # every copy of the weights, wherever the run keeps them
+        weights.write_bytes(b"not weights")
+    s = live_app([lenet_run, broken])
+    reply = get(s.port, "/api/runs/broken")
+    assert reply.status == 500 and reply.error.startswith("cannot load run broken:") and "\n" not in reply.error
+    assert predict_sample(s.port, "broken", 0).status == 500
+    states = {r["id"]: r["state"] for r in get(s.port, "/api/runs").json()["runs"]}
+    assert states == {LENET: "not loaded", "broken": "error"}
+    assert predict_sample(s.port, LENET, 0).status == 200  # the other run is served as before

@@ -70,3 +70,19 @@ def test_cli_overlays_runs_read_from_their_folders(tmp_path):
     assert result.exit_code == 0 and (tmp_path / "run1" / "curves.png").is_file()
     result = runner.invoke(cli, ["viz", "curves", str(tmp_path)])
     assert "has no metrics.csv" in str(result.exception)
+
+
+def test_run_histories_and_a_runs_curves_png(tmp_path):
+    from cnnlab.errors import CnnlabError
+    from cnnlab.training.config import TrainConfig
+    from cnnlab.viz.curves import run_histories, write_run_curves
+
+    _write_run(tmp_path / "run1", _history(1.0))
+    TrainConfig(model="lenet5", data="mnist").save(tmp_path / "run1" / "config.json")
+    ((name, history),) = run_histories([tmp_path / "run1"])
+    assert name == "run1" and [row["epoch"] for row in history] == [1, 2, 3, 4]
+    assert history[1]["lr"] == pytest.approx(0.05)
+    path = write_run_curves(tmp_path / "run1")
+    assert path == tmp_path / "run1" / "curves.png" and path.stat().st_size > 5000
+    with pytest.raises(CnnlabError, match="has no metrics.csv"):
+        run_histories([tmp_path])

@@ -10,7 +10,16 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cnnlab.cli import cli
-from cnnlab.viz.kernels import BLUR_5X5, DEFAULT_KERNELS, EDGE_3X3, apply_kernel, load_gray, parse_kernel, plot_kernels
+from cnnlab.viz.kernels import (
+    BLUR_5X5,
+    DEFAULT_KERNELS,
+    EDGE_3X3,
+    apply_kernel,
+    chosen_kernels,
+    load_gray,
+    parse_kernel,
+    plot_kernels,
+)
 
 
 def test_blur_keeps_a_constant_image_constant_inside():
@@ -77,3 +86,24 @@ def test_cli_writes_the_png(tmp_path):
     assert out.stat().st_size > 5000
     result = CliRunner().invoke(cli, ["viz", "kernels", str(tmp_path / "img.png"), "-k", "1,2;3"])
     assert result.exit_code != 0 and "rows of equal length" in result.output
+
+
+def test_chosen_kernels_defaults_then_parsed_ones():
+    labels = [label for label, _ in chosen_kernels(["1,0;0,1"])]
+    assert labels == [label for label, _ in DEFAULT_KERNELS] + ["your kernel"]
+    two = chosen_kernels(["1", "0,1;1,0"], defaults=False)
+    assert [label for label, _ in two] == ["kernel 1", "kernel 2"]
+    assert torch.equal(two[1][1], torch.tensor([[0.0, 1], [1, 0]]))
+    with pytest.raises(ValueError, match="no kernels"):
+        chosen_kernels([], defaults=False)
+
+
+def test_load_gray_decodes_through_the_image_policy(tmp_path):
+    from cnnlab.errors import DataError
+
+    Image.new("RGB", (600, 300), (255, 0, 0)).save(tmp_path / "red.png")
+    gray = load_gray(tmp_path / "red.png")
+    assert gray.shape == (128, 256) and gray.mean().item() == pytest.approx(76 / 255, abs=0.01)  # ITU-R 601 luma of red
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="cannot decode image"):
+        load_gray(tmp_path / "bad.png")

@@ -13,7 +13,7 @@ from cnnlab.data import load_dataset
 from cnnlab.errors import UnknownNameError
 from cnnlab.models import create_model
 from cnnlab.viz.activations import layer_output, model_input
-from cnnlab.viz.patches import OUTSIDE, crop_field, layer_field, plot_top_patches, top_patches
+from cnnlab.viz.patches import OUTSIDE, crop_field, layer_field, oversized_field_note, plot_top_patches, top_patches
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +112,11 @@ def test_cli_writes_the_png(tiny_run):
                                       "--limit", "200"])
     assert result.exit_code == 0, result.output
     assert (tiny_run.path / "patches-features.c3.png").stat().st_size > 5000
+
+
+def test_oversized_field_note_only_when_the_field_exceeds_the_padded_input():
+    big = Field(size=(40, 40), jump=(4, 4), start=(1.5, 1.5), grid=(3, 3))
+    note = oversized_field_note(big, "features.c5", (28, 28), pad=2)
+    assert note == ("note: features.c5's receptive field (40) is larger than the 32x32 input, "
+                    "so each patch holds the whole image, placed where the unit looks")
+    assert oversized_field_note(big, "x", (28, 28), pad=6) is None  # 40x40 after padding: fits

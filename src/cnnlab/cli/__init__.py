@@ -11,7 +11,7 @@ import warnings
 
 import click
 
-from cnnlab.cli import analysis, data, evaluate, experiment, explain, models, scratch, serve, train, viz  # noqa: F401  (register verbs)
+from cnnlab.cli import analysis, bench, data, evaluate, experiment, explain, export, models, scratch, serve, train, viz  # noqa: F401  (register verbs)
 from cnnlab.cli.common import cli
 from cnnlab.errors import CnnlabError
 

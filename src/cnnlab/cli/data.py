@@ -8,7 +8,38 @@ from cnnlab.cli.common import cli, print_table
 from cnnlab.data.files import safe_name
 
 
-@cli.command("data")
+class DataGroup(click.Group):
+    """``cnnlab data DATASET`` describes a dataset (the ``describe`` command, named or not);
+    ``cnnlab data pack ...`` packs one into shards."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["describe", *args]
+        return super().parse_args(ctx, args)
+
+
+@cli.group("data", cls=DataGroup)
+def data_group() -> None:
+    """Describe a dataset (cnnlab data DATASET), or pack one into tar shards (cnnlab data pack)."""
+
+
+@data_group.command("pack")
+@click.argument("dataset")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="New or empty folder for the shards.")
+@click.option("--shard-size", default="1GB", show_default=True, help="Largest shard file, e.g. 1GB, 500MB.")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Data root (else $CNNLAB_DATA, else ~/.cache/cnnlab).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the order images are packed in.")
+def pack_command(dataset, out, shard_size, data_root, seed) -> None:
+    """Pack image-folder DATASET (imagenet, imagenette, folder:PATH) into WebDataset tar shards."""
+    from cnnlab.data.shards import pack
+    from cnnlab.data.stream import format_size, parse_size
+
+    report = pack(dataset, out, shard_size=parse_size(shard_size), root=data_root, seed=seed)
+    parts = ", ".join(f"{split} {report.images[split]:,} images in {report.shards[split]} shard(s)" for split in report.shards)
+    click.echo(f"{dataset}: {parts}, {format_size(report.bytes)} in {report.out} (index.json lists them)")
+
+
+@data_group.command("describe")
 @click.argument("dataset")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Data root (else $CNNLAB_DATA, else ~/.cache/cnnlab).")
 @click.option("--val-size", type=click.IntRange(min=0), default=None, help="Validation hold-out size.  [default: the dataset's]")

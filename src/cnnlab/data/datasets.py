@@ -185,7 +185,7 @@ def load_dataset(
         return full
     n_val = spec.val_size if val_size is None else val_size
     if not 0 <= n_val < len(full):
-        raise ValueError(f"val_size must be in [0, {len(full)}), got {n_val}")
+        raise DataError(f"val_size must be in [0, {len(full)}) for {name} ({len(full):,} training images), got {n_val}")
     order = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))
     if split == "val":
         return full.subset(order[:n_val].sort().values, "val")

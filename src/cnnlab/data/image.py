@@ -57,10 +57,6 @@ def image_mode(channels: int) -> str:
 DEFAULT_MAX_PIXELS = 40_000_000
 MAX_PIXELS_ENV = "CNNLAB_MAX_PIXELS"  # overrides DEFAULT_MAX_PIXELS for every command
 
-# Our own limit replaces Pillow's decompression-bomb warning (two lines on stderr, at
-# 89 megapixels): images above ``max_pixels`` are refused from the header with one line.
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-
 # Pillow modes of one-channel images (the folder loader keeps such a folder one-channel).
 GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 
@@ -134,7 +130,14 @@ def _decode(source: str | os.PathLike | io.BytesIO, channels: int, max_pixels: i
         raise DataError(f"max_pixels must be positive, got {max_pixels}")
     notes: list[str] = []
     try:
-        with Image.open(source) as img:
+        # Our limit replaces Pillow's decompression-bomb warning (two lines on stderr, from 89
+        # megapixels): an image above ``max_pixels`` is refused from its header, in one line.
+        # (catch_warnings is not thread-safe; interleaved threads can at worst leave this one
+        # "ignore" filter installed, which is this policy anyway.)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(source)
+        with opened as img:
             width, height = img.size
             if width * height > max_pixels:
                 raise ImageTooLarge(
@@ -169,7 +172,10 @@ def _decode(source: str | os.PathLike | io.BytesIO, channels: int, max_pixels: i
         raise ImageTooLarge(f"image refused as a decompression bomb: {e}") from None
     except UnidentifiedImageError:
         raise DataError("not an image file that Pillow can read (PNG, JPEG, GIF, BMP, WebP, TIFF, ...)") from None
-    except (OSError, SyntaxError, ValueError, EOFError, MemoryError, struct.error) as e:
+    except OSError as e:
+        reason = e.strerror or (str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        raise DataError(f"cannot decode the image: {reason}") from None
+    except (SyntaxError, ValueError, EOFError, MemoryError, struct.error) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"cannot decode the image: {first}") from None
     return Decoded(out, (width, height), fmt, tuple(notes), stored)
@@ -193,7 +199,8 @@ def decode_file(path: str | os.PathLike, channels: int, *, max_pixels: int | Non
     except ImageTooLarge as e:
         raise ImageTooLarge(f"{path}: {e}") from None
     except DataError as e:
-        raise DataError(f"cannot decode image {path}: {e}") from None
+        reason = str(e).removeprefix("cannot decode the image: ")
+        raise DataError(f"cannot decode image {path}: {reason}") from None
 
 
 def decode_image(path: str | os.PathLike, channels: int) -> Image.Image:

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from cnnlab.data.batches import Augment
 from cnnlab.data.datasets import DatasetSpec, get_dataset_spec
-from cnnlab.data.image import decode_image, normalise
+from cnnlab.data.image import decode_image, decode_upload, normalise
 from cnnlab.data.root import data_root
 from cnnlab.data.sharding import epoch_order, rank_part
 from cnnlab.errors import CnnlabError, DataError
@@ -313,9 +313,15 @@ class DecodeTransform:
         return left, top, left + w, top + h
 
     def __call__(self, path: str, seed: int) -> torch.Tensor:
+        return self.crop(decode_image(path, self.channels), seed)
+
+    def decode_bytes(self, data: bytes, seed: int) -> torch.Tensor:
+        """The same for an image file's bytes (a record of a tar shard)."""
+        return self.crop(decode_upload(data, self.channels).image, seed)
+
+    def crop(self, img, seed: int) -> torch.Tensor:
         from PIL import Image
 
-        img = decode_image(path, self.channels)
         box = self.box(img.width, img.height, np.random.default_rng(seed))
         out = img.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box)
         array = np.asarray(out, dtype=np.uint8).reshape(self.size, self.size, self.channels)

@@ -35,7 +35,15 @@ from cnnlab.analysis.hog import HogParams, hog_batch, hog_dimension
 from cnnlab.analysis.table import to_markdown
 from cnnlab.data import load_dataset
 from cnnlab.data.root import data_root
-from cnnlab.experiments.common import Outcome, Settings, Verdict, derived_dataset, register_experiment, test_error, train_quiet
+from cnnlab.experiments.common import (
+    Outcome,
+    Settings,
+    Verdict,
+    derived_dataset,
+    register_experiment,
+    test_error,
+    train_quiet,
+)
 from cnnlab.viz.experiment_plots import plot_seeded_bars
 from cnnlab.viz.hog import plot_hog
 
@@ -71,12 +79,12 @@ class Task:
 
 TASKS = (
     # 4x4 cells on a 28x28 digit: 7x7 cells, about a stroke width each (8x8 would leave 3x3).
-    Task("MNIST", "mnist", None, (20000, 2000), (None, 1000), (10000, 2000), (3, 2), HogParams(cell=4), LENET_RECIPE),
+    Task("MNIST", "mnist", None, (10000, 2000), (None, 1000), (5000, 2000), (3, 2), HogParams(cell=4), LENET_RECIPE),
     # The same 4x4 cells at 32x32; colour gradients: the strongest channel per pixel (Sec. 6.2).
-    Task("CIFAR-10 (JPEG)", "cifar10-jpeg", None, (8000, 1000), (5000, 500), (8000, 1000), (5, 2), HogParams(cell=4),
+    Task("CIFAR-10 (JPEG)", "cifar10-jpeg", None, (5000, 1000), (2000, 500), (5000, 1000), (5, 2), HogParams(cell=4),
          RESNET_RECIPE),
     # The 160x160 photographs resized to 32x32 so ResNet-20 fits the CPU budget; 4x4 cells as CIFAR.
-    Task("Imagenette (32 px)", "imagenette", 32, (5000, 500), (None, 300), (5000, 500), (5, 2), HogParams(cell=4),
+    Task("Imagenette (32 px)", "imagenette", 32, (3000, 500), (1500, 300), (3000, 500), (5, 2), HogParams(cell=4),
          RESNET_RECIPE),
 )
 
@@ -183,7 +191,6 @@ def _cnn(task: Task, data: str, settings: Settings) -> dict[str, Any]:
     "beat HoG + SVM, and their advantage is larger on natural images (CIFAR-10, Imagenette) than on digits (MNIST).",
 )
 def run(settings: Settings) -> Outcome:
-    i = 1 if settings.quick else 0
     results: dict[str, dict[str, dict[str, Any]]] = {}
     sizes: dict[str, dict[str, Any]] = {}
     figures = {}

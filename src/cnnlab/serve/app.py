@@ -48,7 +48,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cnnlab.errors import CnnlabError
-from cnnlab.serve.inference import Analysis, ImageTooLarge, ServedRun, unique_ids
+from cnnlab.serve.inference import Analysis, ImageTooLarge, RunUnavailable, ServedRun, unique_ids
 from cnnlab.serve.limits import Gate, HTTPProblem, Limits, protocol_with, read_body
 from cnnlab.serve.png import AtlasLayout, Scale, atlas_layout, atlas_png, colormap_tables, filters_png, heat_png, image_png, scale_for
 
@@ -199,6 +199,8 @@ def create_app(run_paths: list[Path], *, limits: Limits = Limits(), allowed_host
             raise
         except ImageTooLarge as e:
             raise HTTPProblem(413, str(e).splitlines()[0]) from None
+        except RunUnavailable as e:
+            raise HTTPProblem(500, str(e).splitlines()[0]) from None
         except CnnlabError as e:
             raise HTTPProblem(400, str(e).splitlines()[0]) from None
 

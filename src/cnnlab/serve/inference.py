@@ -50,7 +50,7 @@ from cnnlab.training.evaluate import run_dataset
 from cnnlab.training.run import Run, load_run
 from cnnlab.viz.activations import first_conv, padded_image
 
-__all__ = ["Analysis", "ImageTooLarge", "LayerView", "ServedRun", "find_runs", "unique_ids"]
+__all__ = ["Analysis", "ImageTooLarge", "LayerView", "RunUnavailable", "ServedRun", "find_runs", "unique_ids"]
 
 # Layers whose output is their input at inference: shown in the table, not as maps again.
 PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
@@ -124,6 +124,10 @@ def _first_tensor(output) -> torch.Tensor | None:
     return None
 
 
+class RunUnavailable(CnnlabError):
+    """A run folder that cannot be loaded (weights missing or corrupt): the server's fault, not the request's."""
+
+
 class ServedRun:
     """A run folder served by id; the model is loaded on first use and kept."""
 
@@ -157,13 +161,13 @@ class ServedRun:
             if self._run is not None:
                 return self._run
             if self._error is not None:
-                raise CnnlabError(self._error)
+                raise RunUnavailable(self._error)
             try:
                 run = load_run(self.path)
                 self.layers = self._layer_views(run)
             except (CnnlabError, OSError, ValueError, RuntimeError) as e:
                 self._error = f"cannot load run {self.path.name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-                raise CnnlabError(self._error) from None
+                raise RunUnavailable(self._error) from None
             self._run = run
             return run
 
@@ -418,8 +422,10 @@ def _as_maps(t: torch.Tensor, view: LayerView) -> torch.Tensor:
     if view.layout == "vector":
         flat = t.reshape(-1).float()
         rows, cols = view.grid
-        padded = torch.full((rows * cols,), float("nan"))
+        # the cells past the last unit repeat it (inside the layer's range); the page hides them
+        padded = torch.empty(rows * cols)
         padded[: flat.numel()] = flat.cpu()
+        padded[flat.numel():] = flat[-1].item()
         return padded.view(1, rows, cols).half()
     grid = GridLayer(view.name, view.layout, view.grid, view.extra_tokens)
     return to_maps(t, grid)[0].float().cpu().half()

@@ -43,8 +43,11 @@ class Scale:
 def scale_for(values: torch.Tensor) -> Scale:
     """The layer's shared scale: diverging about 0 when values have both signs, else min..max."""
     v = values.float()
-    finite = v[torch.isfinite(v)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.numel() else (0.0, 0.0)
+    lo_t, hi_t = torch.aminmax(v)
+    lo, hi = float(lo_t), float(hi_t)
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # rare: only then pay for the mask
+        finite = v[torch.isfinite(v)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.numel() else (0.0, 0.0)
     if lo < 0 < hi:
         top = max(-lo, hi)
         return Scale(-top, top, "RdBu_r", True)

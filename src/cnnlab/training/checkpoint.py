@@ -62,6 +62,14 @@ KEEP = 2  # committed checkpoints kept: the newest and the one before it (the fa
 FORMAT = 1  # manifest format
 _EPOCH_FOLDER = re.compile(r"^epoch-(\d{4,})$")
 
+class UnsafeCheckpoint(CheckpointError):
+    """A state file holding Python objects besides tensors: refused, never loaded or skipped."""
+
+
+class WrongModel(CheckpointError):
+    """Weights of another model: an error of the command, not damage to fall back from."""
+
+
 # --- fault injection -------------------------------------------------------------------------
 
 FaultHook = Callable[[str], None]
@@ -110,12 +118,12 @@ def load_weights(model: nn.Module, path: Path) -> None:
     unexpected = sorted(set(tensors) - set(own))
     if missing or unexpected:
         what = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
-        raise CheckpointError(
+        raise WrongModel(
             f"{path} does not fit model {name}: {what} ({len(missing)} missing, {len(unexpected)} unexpected keys)"
         )
     for key, value in tensors.items():
         if value.shape != own[key].shape:
-            raise CheckpointError(
+            raise WrongModel(
                 f"{path} does not fit model {name}: {key} has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}"
             )
     model.load_state_dict(tensors, strict=True)
@@ -151,13 +159,15 @@ def load_state(path: Path) -> dict[str, Any]:
     """``state.pt`` with ``torch.load(weights_only=True)``: tensors and plain containers only.
     A file that holds anything else (code to run on unpickling) is refused, never loaded."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's advice on foreign pickles: the refusal below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"no training state at {path}") from None
     except pickle.UnpicklingError as e:
         found = _GLOBAL.search(str(e))
         what = f" ({found.group(1)})" if found else ""
-        raise CheckpointError(
+        raise UnsafeCheckpoint(
             f"{path} refused: it holds Python objects{what} besides tensors and plain containers, which cnnlab "
             "never writes; nothing in it was run. Delete it or take the state from a copy you trust"
         ) from None
@@ -457,16 +467,29 @@ def latest_checkpoint(run_dir: Path, names: Iterable[str] = FILES) -> Checkpoint
     """The newest committed checkpoint whose files ``names`` verify; a damaged one is
     skipped with a CheckpointWarning. None when there is none."""
     names = tuple(names)
+    skipped: list[tuple[Path, str]] = []
     for folder in committed(run_dir):
         try:
-            return verify(folder, names)
+            checkpoint = verify(folder, names)
         except CheckpointError as e:
-            _warn_damaged(run_dir, folder, str(e))
+            skipped.append((folder, str(e)))
+            continue
+        _warn_skipped(run_dir, skipped, checkpoint.folder)
+        return checkpoint
+    if skipped:
+        raise CheckpointError(_damaged(run_dir, skipped) + "; no undamaged checkpoint is left")
     return None
 
 
-def _warn_damaged(run_dir: Path, folder: Path, reason: str) -> None:
-    warnings.warn(f"checkpoint {folder.name} in {run_dir} is damaged ({reason}); using the one before it", CheckpointWarning)
+def _damaged(run_dir: Path, skipped: list[tuple[Path, str]]) -> str:
+    what = ", ".join(f"{folder.name} ({reason})" for folder, reason in skipped)
+    return f"checkpoint{'s' if len(skipped) > 1 else ''} {what} in {run_dir} {'are' if len(skipped) > 1 else 'is'} damaged"
+
+
+def _warn_skipped(run_dir: Path, skipped: list[tuple[Path, str]], used: Path) -> None:
+    """One warning line for the checkpoints skipped in favour of ``used``."""
+    if skipped:
+        warnings.warn(f"{_damaged(run_dir, skipped)}; using {used.name}", CheckpointWarning)
 
 
 def weights_file(run_dir: Path, which: str = "best") -> Path:
@@ -477,8 +500,6 @@ def weights_file(run_dir: Path, which: str = "best") -> Path:
     checkpoint = latest_checkpoint(run_dir, (name,))
     if checkpoint is not None:
         return checkpoint.file(name)
-    if committed(run_dir):
-        raise CheckpointError(f"{run_dir} has no undamaged checkpoint left (see the warnings above)")
     for candidate in (name, "last.safetensors"):
         if (run_dir / candidate).is_file():
             return run_dir / candidate
@@ -507,6 +528,7 @@ def load_checkpoint(run_dir: Path, model: nn.Module) -> TrainingState | None:
     epoch, are skipped with a warning; when all fail, CheckpointError."""
     run_dir = Path(run_dir)
     folders = committed(run_dir)
+    skipped: list[tuple[Path, str]] = []
     for folder in folders:
         try:
             checkpoint = verify(folder)
@@ -514,13 +536,15 @@ def load_checkpoint(run_dir: Path, model: nn.Module) -> TrainingState | None:
             state = _state_from(load_state(checkpoint.file("state.pt")), checkpoint.file("state.pt"))
             if state.epoch != checkpoint.epoch:
                 raise CheckpointError(f"state.pt is from epoch {state.epoch}, the manifest says epoch {checkpoint.epoch}")
-            return state
+        except (WrongModel, UnsafeCheckpoint):
+            raise  # not damage: the wrong model, or a hostile file; falling back would hide it
         except CheckpointError as e:
-            if "does not fit model" in str(e) or "refused" in str(e):
-                raise  # not damage: the wrong model, or a hostile file; falling back would hide it
-            _warn_damaged(run_dir, folder, str(e))
-    if folders:
-        raise CheckpointError(f"{run_dir} has no undamaged checkpoint left to resume from (see the warnings above)")
+            skipped.append((folder, str(e)))
+            continue
+        _warn_skipped(run_dir, skipped, folder)
+        return state
+    if skipped:
+        raise CheckpointError(_damaged(run_dir, skipped) + "; no undamaged checkpoint is left to resume from")
     if not (run_dir / "last.safetensors").is_file():
         return None
     # A run folder from before manifests: the files at the top, each written atomically but

@@ -71,7 +71,7 @@ class World:
         if self.backend is None:
             return "1 process"
         nodes = self.world_size // max(1, self.local_world_size)
-        return f"{self.world_size} ranks ({self.backend}, {nodes} node(s) x {self.local_world_size}), this is rank {self.rank}"
+        return f"{self.world_size} ranks ({self.backend}, {nodes} node(s) x {self.local_world_size})"
 
 
 SINGLE = World()

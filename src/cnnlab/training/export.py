@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,10 +86,14 @@ def export_onnx(
     level = exporter_log.level
     exporter_log.setLevel(logging.ERROR)  # "torchvision is not installed" notes: not ours to show
     try:
-        program = torch.onnx.export(
-            model, (example,), None, dynamo=True, opset_version=opset, dynamic_shapes=shapes,
-            input_names=["images"], output_names=["logits"], verbose=False,
-        )
+        with warnings.catch_warnings():
+            # torch.export's own deprecation notices about its internals: nothing a user can act on.
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            program = torch.onnx.export(
+                model, (example,), None, dynamo=True, opset_version=opset, dynamic_shapes=shapes,
+                input_names=["images"], output_names=["logits"], verbose=False,
+            )
     except Exception as e:  # the exporter raises many types; each becomes one line
         raise _unsupported(model, opset, e) from None
     finally:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,14 +30,17 @@ from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.models.registry import main_output
+from cnnlab.models.weights import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "FOLD_RTOL",
     "Agreement",
     "InferenceModel",
+    "Target",
     "agreement",
     "cpu_flags",
     "fold_batch_norm",
+    "load_target",
     "native_bf16",
     "prepare_inference",
     "sample_images",
@@ -244,38 +248,81 @@ def agreement(reference: Tensor, other: Tensor) -> Agreement:
     )
 
 
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)  # MNIST's training-set pixel statistics
+
+
 def sample_images(
     input_size: Sequence[int],
     n: int,
     *,
     mean: Sequence[float],
     std: Sequence[float],
-    root: str | None = None,
+    root: str | os.PathLike | None = None,
 ) -> tuple[Tensor, str]:
     """``n`` real test images as a normalised (n, C, H, W) batch, and where they came from.
 
-    Three channels: Imagenette validation photos (ImageNet classes), resized on the shorter
-    side and centre-cropped to (H, W) by the one image policy. One channel: MNIST test digits,
-    zero-padded or resized to (H, W). Images are spread over the classes (every k-th file).
+    3x32x32: CIFAR-10 test images (the cifar10-jpeg folders); other 3-channel sizes:
+    Imagenette validation photos (ImageNet classes), resized on the shorter side and
+    centre-cropped by the one image policy; 1 channel: MNIST test digits, zero-padded to the
+    size (28 -> 32 for LeNet-5) or resized. Every k-th image, so all classes appear.
     """
     from cnnlab.data import data_root, load_dataset
     from cnnlab.data.image import fit_padding, load_image, to_model_input
 
     channels, height, width = input_size
+    base = data_root(root)
     if channels == 3:
-        folder = data_root(root) / "imagenette" / "val"
-        files = sorted(folder.glob("*/*.JPEG")) + sorted(folder.glob("*/*.jpg"))
+        name, folder = ("CIFAR-10 test", base / "cifar10-jpeg" / "test") if (height, width) == (32, 32) else (
+            "Imagenette val", base / "imagenette" / "val")
+        files = sorted(p for p in folder.glob("*/*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
         if not files:
-            raise DataError(f"no Imagenette validation images under {folder} (set CNNLAB_DATA)")
+            raise DataError(f"no {name} images under {folder} (set CNNLAB_DATA to the data root)")
         picked = files[:: max(1, len(files) // n)][:n]
         images = torch.stack([load_image(f, input_size) for f in picked])
-        return to_model_input(images, mean=mean, std=std), f"{len(picked)} Imagenette val images"
+        return to_model_input(images, mean=mean, std=std), f"{len(picked)} {name} images"
     if channels == 1:
-        test = load_dataset("mnist", "test", root, download=False)
+        test = load_dataset("mnist", "test", base, download=False)
         images = test.images[:: max(1, len(test) // n)][:n]
-        pad = fit_padding(images.shape[1:], input_size)
-        x = to_model_input(images, mean=mean, std=std, pad=pad)
+        x = to_model_input(images, mean=mean, std=std, pad=fit_padding(images.shape[1:], input_size))
         if tuple(x.shape[-2:]) != (height, width):
             x = nn.functional.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
         return x, f"{len(x)} MNIST test images"
-    raise DataError(f"no real test images with {channels} channels (Imagenette has 3, MNIST 1)")
+    raise DataError(f"no real test images with {channels} channels (CIFAR-10 and Imagenette have 3, MNIST 1)")
+
+
+@dataclass
+class Target:
+    """A model to export or measure, with how to feed it."""
+
+    label: str  # the registered name, or the run folder
+    model: nn.Module  # eval mode, on the CPU
+    input_size: tuple[int, int, int]  # (C, H, W) the model takes, padding included
+    mean: tuple[float, ...]  # input normalisation
+    std: tuple[float, ...]
+    classes: tuple[str, ...] | None = None  # a run's class names
+
+    def metadata(self) -> dict[str, object]:
+        """What an exported file needs to be fed the same way (ONNX metadata properties)."""
+        meta: dict[str, object] = {"mean": list(self.mean), "std": list(self.std), "source": self.label}
+        if self.classes:
+            meta["classes"] = list(self.classes)
+        return meta
+
+
+def load_target(run_or_model: str | os.PathLike) -> Target:
+    """A run folder (its best weights, its data's mean/std and padding) or a registered model
+    (its builder's initialisation; ImageNet statistics for 3 channels, MNIST's for 1)."""
+    from cnnlab.models import create_model, get_model_info
+    from cnnlab.training.run import load_run
+
+    path = Path(run_or_model)
+    if path.is_dir():
+        run = load_run(path)
+        info = run.data_info
+        c, h, w = info["image_size"]
+        pad = info.get("pad", 0)
+        return Target(str(path), run.model.eval(), (c, h + 2 * pad, w + 2 * pad), tuple(info["mean"]),
+                      tuple(info["std"]), tuple(info["classes"]))
+    info = get_model_info(str(run_or_model))
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if info.input_size[0] == 3 else (MNIST_MEAN, MNIST_STD)
+    return Target(info.name, create_model(info.name).eval(), info.input_size, mean, std)

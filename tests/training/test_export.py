@@ -1,0 +1,115 @@
+"""ONNX export: torch's exporter, checked with onnxruntime on real test images.
+
+Tolerance: onnxruntime's kernels sum in another order than PyTorch's, so logits agree to
+float32 rounding: max |difference| <= 1e-4 x max |logit| (seen: <= 1e-6 relative), and the
+top-1 class on every image (untrained models: at least 97%, near-ties may flip).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.models import create_model, get_model_info
+from cnnlab.training.export import OnnxModel, check_onnx, export_onnx
+from cnnlab.training.inference import IMAGENET_MEAN, IMAGENET_STD, MNIST_MEAN, MNIST_STD, sample_images
+from tests import oracle
+
+RTOL = 1e-4
+
+pytest.importorskip("onnxruntime", reason="pip install 'cnnlab[onnx]'")
+
+
+def _images(size, data_root, n=16):
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if size[0] == 3 else (MNIST_MEAN, MNIST_STD)
+    return sample_images(size, n, mean=mean, std=std, root=data_root)[0]
+
+
+def _check(name: str, size: tuple[int, int, int], tmp_path: Path, data_root: Path, *, dynamic: bool = True, **options):
+    model = create_model(name, **options).eval()
+    oracle.randomise(model, size=size)  # trained-like BN statistics: unit-scale activations
+    path = export_onnx(model, tmp_path / f"{name}.onnx", input_size=size, dynamic_batch=dynamic)
+    result = check_onnx(path, model, _images(size, data_root))
+    assert result.max_abs_diff <= RTOL * result.scale, result.describe()
+    assert result.top1 >= 0.97, result.describe()
+    return path, result
+
+
+def test_lenet5_fixed_batch_with_metadata(tmp_path: Path, data_root: Path) -> None:
+    model = create_model("lenet5").eval()
+    path = export_onnx(model, tmp_path / "lenet5.onnx", input_size=(1, 32, 32),
+                       metadata={"mean": [0.1307], "classes": [str(i) for i in range(10)]})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet5.onnx"]  # one file, weights inside
+    onnx = OnnxModel(path)
+    assert onnx.batch == 1
+    assert onnx.metadata == {"input_size": [1, 32, 32], "model": "lenet5", "mean": [0.1307],
+                             "classes": [str(i) for i in range(10)]}
+    images = _images((1, 32, 32), data_root, n=5)  # five images through a batch-1 file
+    result = check_onnx(path, model, images)
+    assert result.images == 5 and result.top1 == 1.0 and result.max_abs_diff <= RTOL * result.scale
+
+
+def test_resnet20_dynamic_batch(tmp_path: Path, data_root: Path) -> None:
+    path, _ = _check("resnet20", (3, 32, 32), tmp_path, data_root)
+    onnx = OnnxModel(path)
+    assert onnx.batch == "batch"
+    for n in (1, 3, 7):
+        assert onnx(torch.zeros(n, 3, 32, 32)).shape == (n, 10)
+
+
+class _CumulativeMax(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cummax(x.flatten(1), dim=1).values
+
+
+def test_unsupported_operator_is_named_and_nothing_is_damaged(tmp_path: Path) -> None:
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"an earlier export")
+    with pytest.raises(CnnlabError, match=r"^cannot export _CumulativeMax to ONNX: operator aten\.cummax has no ONNX translation \(opset 20\)$"):
+        export_onnx(_CumulativeMax(), target, input_size=(1, 4, 4))
+    assert target.read_bytes() == b"an earlier export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_bad_output_paths_and_opsets(tmp_path: Path) -> None:
+    model = create_model("lenet5")
+    with pytest.raises(CnnlabError, match=r"cannot write .*/nowhere/m\.onnx: folder .*/nowhere does not exist"):
+        export_onnx(model, tmp_path / "nowhere" / "m.onnx", input_size=(1, 32, 32))
+    with pytest.raises(CnnlabError, match=r"cannot write .*: it is a folder"):
+        export_onnx(model, tmp_path, input_size=(1, 32, 32))
+    with pytest.raises(CnnlabError, match=r"opset 11 is not one torch's ONNX exporter writes; expected 18\.\.23"):
+        export_onnx(model, tmp_path / "m.onnx", input_size=(1, 32, 32), opset=11)
+    (tmp_path / "junk.onnx").write_text("not onnx")
+    with pytest.raises(CnnlabError, match=r"junk\.onnx is not a loadable ONNX model"):
+        OnnxModel(tmp_path / "junk.onnx")
+    with pytest.raises(CnnlabError, match="no ONNX file at"):
+        OnnxModel(tmp_path / "missing.onnx")
+
+
+# One model per family (the smallest), at a small input where the architecture allows it. The
+# exporter's cost is the graph's size, not the input's, so most of these are slow.
+FAMILIES = [
+    ("mlp", None), ("alexnet", None), ("zfnet", None), ("vgg11_bn", 64), ("nin_cifar", None),
+    ("googlenet", 64), ("bn_inception", 64), ("inception_v4", None), ("inception_resnet_v1", None),
+    ("resnet18", 64), ("resnext50_32x4d", 64), ("seresnet50", 64), ("bit_r50x1", 64), ("densenet121", 64),
+    ("prelu_net_a", None), ("efficientnet_b0", 64), ("regnety_4gf", 64), ("convnext_t", 64),
+    ("deit_tiny", None), ("swin_t", None),
+]
+
+
+def test_the_family_list_covers_every_family() -> None:
+    from cnnlab.models import list_models
+
+    covered = {get_model_info(n).family for n, _ in FAMILIES} | {"lenet", "resnet_cifar"}  # the fast tests above
+    assert covered == {get_model_info(n).family for n in list_models()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "side"), FAMILIES, ids=[n for n, _ in FAMILIES])
+def test_every_family_exports_and_agrees(name: str, side: int | None, tmp_path: Path, data_root: Path) -> None:
+    c, h, w = get_model_info(name).input_size
+    _check(name, (c, side or h, side or w), tmp_path, data_root)

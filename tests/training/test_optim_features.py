@@ -1,0 +1,111 @@
+"""No weight decay on norms and biases, gradient clipping, the EMA of weights, and the
+training loop with mixup, cutmix, clipping and EMA (resumed exactly)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.training.config import TrainConfig
+from cnnlab.training.extras import StepExtras
+from cnnlab.training.loop import StopTraining, fit
+from cnnlab.training.optim import WeightEMA, clip_gradients, make_optimizer, parameter_groups
+
+
+def small_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LayerNorm(4 * 6 * 6),
+                         nn.Linear(4 * 6 * 6, 5))
+
+
+def test_no_decay_on_norms_and_biases():
+    net = small_net()
+    decay, no_decay = parameter_groups(net, weight_decay=0.1, norm_bias_decay=False)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert {id(p) for p in decay["params"]} == {id(net[0].weight), id(net[5].weight)}
+    assert len(no_decay["params"]) == 6  # conv and linear biases, BN and LayerNorm weight + bias
+    assert len(parameter_groups(net, weight_decay=0.1)[0]["params"]) == 8  # default: one group
+
+
+def test_sgd_decays_only_the_decayed_group():
+    net = small_net()
+    before = copy.deepcopy(net.state_dict())
+    opt = make_optimizer(parameter_groups(net, weight_decay=0.5, norm_bias_decay=False), name="sgd", lr=0.1, momentum=0.0)
+    for p in net.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    after = net.state_dict()
+    assert torch.allclose(after["0.weight"], before["0.weight"] * (1 - 0.1 * 0.5))
+    for key in ("0.bias", "1.weight", "1.bias", "4.weight", "5.bias"):
+        assert torch.equal(after[key], before[key]), key
+
+
+def test_clipping_scales_the_global_norm_and_keeps_the_direction():
+    net = small_net()
+    for p in net.parameters():
+        p.grad = torch.full_like(p, 3.0)
+    grads = torch.cat([p.grad.flatten() for p in net.parameters()])
+    norm = clip_gradients(net, 1.0)
+    clipped = torch.cat([p.grad.flatten() for p in net.parameters()])
+    assert norm == pytest.approx(float(grads.norm()), rel=1e-5)
+    assert float(clipped.norm()) == pytest.approx(1.0, rel=1e-4)
+    assert torch.allclose(clipped / clipped.norm(), grads / grads.norm(), atol=1e-6)
+    assert clip_gradients(net, None) is None and clip_gradients(net, 1e6) == pytest.approx(1.0, rel=1e-4)
+
+
+def test_ema_follows_the_formula_with_buffers_and_its_interval(tmp_path):
+    net = small_net()
+    ema = WeightEMA(net, decay=0.9, every=2)
+    w0 = net[0].weight.detach().clone()
+    expected = w0.clone()
+    for step in range(1, 7):
+        with torch.no_grad():
+            net[0].weight.add_(1.0)
+            net[1].running_mean.add_(1.0)
+        ema.update(net)
+        if step % 2 == 0:  # every second step; the first update copies the weights
+            expected = net[0].weight.detach().clone() if step == 2 else 0.9 * expected + 0.1 * net[0].weight.detach()
+    assert torch.allclose(ema.module[0].weight, expected, atol=1e-6)
+    assert 0 < float(ema.module[1].running_mean[0]) < float(net[1].running_mean[0])  # buffers averaged too
+    ema.save(tmp_path / "ema.safetensors", epoch=3)
+    other = WeightEMA(small_net(), decay=0.9, every=2)
+    assert not other.load(tmp_path / "ema.safetensors", epoch=2)  # from another epoch: not used
+    assert other.load(tmp_path / "ema.safetensors", epoch=3) and other.steps == 6
+    assert torch.equal(other.module[0].weight, ema.module[0].weight)
+    assert set(load_file(str(tmp_path / "ema.safetensors"))) == set(net.state_dict())  # a plain weight file
+    with pytest.raises(CnnlabError):
+        WeightEMA(net, decay=1.0)
+
+
+def test_mixup_needs_the_cross_entropy_loss():
+    with pytest.raises(CnnlabError, match="cross-entropy"):
+        StepExtras(TrainConfig(mixup_alpha=0.2, loss="mse"), small_net(), num_classes=5, generator=torch.Generator())
+
+
+@pytest.mark.slow
+def test_training_with_every_extra_resumes_exactly(data_root, tmp_path):
+    """LeNet-5 on 256 MNIST images with mixup + cutmix, clipping, EMA and no decay on
+    biases: two epochs in one go equal one epoch, a stop, and a resume (weights and EMA)."""
+    def config(out):
+        return TrainConfig(model="lenet5", data="mnist", data_root=str(data_root), epochs=2, batch_size=32,
+                           train_subset=256, val_size=100, mixup_alpha=0.2, cutmix_alpha=1.0, grad_clip=0.5,
+                           ema_decay=0.9, ema_every=2, weight_decay=1e-3, norm_bias_decay=False, lr=0.05,
+                           eval_test_every_epoch=False, device="cpu", deterministic=True, out=str(out))
+
+    whole = fit(config(tmp_path / "whole"), quiet=True)
+
+    def stop(epoch, record):
+        raise StopTraining
+
+    fit(config(tmp_path / "parts"), quiet=True, callbacks=[stop])
+    parts = fit(config(None), resume=tmp_path / "parts", quiet=True)
+    for name in ("last.safetensors", "ema.safetensors"):
+        a, b = load_file(str(tmp_path / "whole" / name)), load_file(str(tmp_path / "parts" / name))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    assert whole.final["ema_val_top1_err"] == parts.final["ema_val_top1_err"]
+    assert 0 <= whole.final["ema_test_top1_err"] <= 1
