@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 
-from cnnlab.data.augment import PRESETS, Compose, get_preset
+from cnnlab.data.augment import PRESETS, get_preset
 from cnnlab.data.augment_policies import (
     POLICIES,
     TA_WIDE,

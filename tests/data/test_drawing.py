@@ -1,4 +1,5 @@
-"""Drawings prepared as MNIST digits were, and uploaded bytes decoded safely."""
+"""Drawings prepared as MNIST digits were, and uploaded bytes decoded safely (``cnnlab.data.image``'s
+upload decoder, which the server uses; the file tests of data/image.py are in test_image.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab.data.drawing import ImageTooLarge, centre_of_mass, decode_upload, prepare_digit, prepare_upload
-from cnnlab.data.image import load_image
+from cnnlab.data.drawing import centre_of_mass, prepare_digit
+from cnnlab.data.image import ImageTooLarge, decode_upload, load_image, prepare_upload
 from cnnlab.errors import DataError
 
 

@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 
 from cnnlab.data.stream import (
-    DecodeTransform,
     StreamBatches,
     eval_transform,
     parse_size,

@@ -11,7 +11,6 @@ refused command creates no folder).
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import shlex
@@ -26,9 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab.training.loop import fit
-
-from .conftest import TINY, file_hashes, run_cnnlab, tiny_args, tiny_config
+from .conftest import TINY, file_hashes, run_cnnlab, tiny_args
 
 T = f"train lenet5 --data {TINY} --device cpu -q --out {{new}}"  # a new run (that must never appear)
 ERROR, WARNING = "error", "warning"
@@ -181,7 +178,6 @@ def workspace(tmp_path_factory, tiny):
     w = base / "w"
     w.mkdir()
     env = {"CNNLAB_CACHE": str(base / "cache")}
-    fit(tiny_config(base / "warm-up"), quiet=True)  # warm the parent up: forked children start fast
     result = run_cnnlab(tiny_args(w / "run"), env=env)
     assert result.code == 0, result.err
     run = w / "run"

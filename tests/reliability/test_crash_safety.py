@@ -42,7 +42,7 @@ class Events:
         torch.nn.modules.module.register_module_forward_pre_hook(self._forward)
 
     def _forward(self, module, args) -> None:
-        if type(module).__name__ == "LeNet5":
+        if type(module).__name__ == "LeNet5" and args[0].device.type != "meta":  # not the size check
             self.event("forward " + ("train" if module.training else "eval"))
 
     def event(self, label: str) -> None:
@@ -80,12 +80,8 @@ def same(a: tuple, b: tuple) -> bool:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tiny):
-    """An uninterrupted run, with the list of its events; the parent is warmed up first so
-    that forked children start fast."""
+    """An uninterrupted run, and the list of its events."""
     base = tmp_path_factory.mktemp("crash")
-    fit(tiny_config(base / "warm-up"), quiet=True)
-    from cnnlab.viz.curves import write_run_curves  # noqa: F401  (the CLI's import, done once here)
-
     record = base / "events.txt"
     result = train_child(base / "reference", Events(record=record)).wait()
     assert result.code == 0, result.err

@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from cnnlab.analysis import summary
@@ -20,7 +19,7 @@ from cnnlab.training.predict import predict_file_probs
 from cnnlab.training.run import load_run
 from cnnlab.viz.activations import layer_output
 
-from .client import get, png_bytes, post_form, post_image, predict_sample, request
+from .client import get, png_bytes, post_image, predict_sample, request
 from .conftest import LiveServer
 
 LENET = "lenet5-mnist"

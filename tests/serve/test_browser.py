@@ -29,6 +29,8 @@ from cnnlab.training.run import load_run
 
 from .conftest import LiveServer
 
+pytestmark = pytest.mark.slow  # a browser start and a trained run: tens of seconds (still in `make test`)
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 WAIT_S = 120  # generous: the page waits on the server, which shares the CPU with other tests

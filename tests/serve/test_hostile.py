@@ -182,6 +182,7 @@ def _one_line_error(reply) -> str:
     return reason
 
 
+@pytest.mark.slow
 def test_hostile_uploads_are_refused_with_one_line(cli_server):
     port = cli_server.port
     before = cli_server.rss_kb()

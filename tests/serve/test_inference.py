@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import CnnlabError
@@ -57,7 +56,7 @@ def _one_per_family() -> list[tuple[str, tuple[int, int, int]]]:
         if info.family not in smallest or params < smallest[info.family][0]:
             smallest[info.family] = (params, name)
     chosen = []
-    for family, (_, name) in sorted(smallest.items()):
+    for _, (_, name) in sorted(smallest.items()):
         info = get_model_info(name)
         chosen.append((name, tuple(info.test_input_size or info.input_size)))
     return chosen

@@ -62,7 +62,11 @@ def test_every_field_can_be_parsed():
 
 
 def test_choices_are_the_library_constants_and_are_enforced():
-    assert CHOICES == {"optimizer": OPTIMIZERS, "schedule": CHOICES["schedule"], "loss": LOSSES, "device": DEVICES}
+    from cnnlab.data.augment_policies import AUTO_AUGMENTS
+    from cnnlab.data.stream import DATA_MODES
+
+    assert CHOICES == {"optimizer": OPTIMIZERS, "schedule": CHOICES["schedule"], "loss": LOSSES, "device": DEVICES,
+                       "data_mode": DATA_MODES, "auto_augment": AUTO_AUGMENTS}
     for name, allowed in CHOICES.items():
         with pytest.raises(UnknownNameError, match=f"unknown {name} 'nope'; expected one of {', '.join(allowed)}"):
             TrainConfig(**{name: "nope"})

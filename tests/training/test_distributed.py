@@ -433,3 +433,19 @@ def test_compiled_training_matches_eager(patterns, tmp_path):
     assert "torch.compile" in (tmp_path / "compiled" / "train.log").read_text().splitlines()[0]
     assert eager.keys() == compiled.keys()  # saved from the model itself, not the compiled wrapper
     assert all(torch.allclose(eager[k], compiled[k], atol=1e-5) for k in eager)
+
+
+def test_the_fp16_loss_scaler_path_steps_like_the_plain_one():
+    # The step the loop runs with fp16 autocast (scale -> backward -> unscaled step -> update)
+    # against a pass-through scaler: a power-of-two scale is exact on these gradients.
+    results = []
+    for enabled in (False, True):
+        model = small_model()
+        optimizer = make_optimizer(model.parameters(), name="sgd", lr=0.1, momentum=0.9)
+        scaler = torch.amp.GradScaler("cpu", enabled=enabled, init_scale=2.0**10)
+        train_one_epoch(model, pattern_batches(16), optimizer, make_loss("ce", num_classes=3),
+                        lr=lambda step: 0.1, epoch=0, scaler=scaler, accum_steps=2)
+        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        if enabled:
+            assert scaler.get_scale() == 2.0**10  # no overflow: every step was taken
+    assert torch.equal(results[0], results[1])

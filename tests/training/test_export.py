@@ -44,6 +44,10 @@ def test_lenet5_fixed_batch_with_metadata(tmp_path: Path, data_root: Path) -> No
     path = export_onnx(model, tmp_path / "lenet5.onnx", input_size=(1, 32, 32),
                        metadata={"mean": [0.1307], "classes": [str(i) for i in range(10)]})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet5.onnx"]  # one file, weights inside
+    import onnx
+
+    onnx.checker.check_model(str(path), full_check=True)  # a valid ModelProto, types and shapes inferred
+    assert onnx.load(str(path)).opset_import[0].version == 20
     onnx = OnnxModel(path)
     assert onnx.batch == 1
     assert onnx.metadata == {"input_size": [1, 32, 32], "model": "lenet5", "mean": [0.1307],

@@ -109,3 +109,31 @@ def test_training_with_every_extra_resumes_exactly(data_root, tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a), name
     assert whole.final["ema_val_top1_err"] == parts.final["ema_val_top1_err"]
     assert 0 <= whole.final["ema_test_top1_err"] <= 1
+
+
+@pytest.mark.parametrize("recipe,checks", [
+    ("alexnet-imagenet", {"batch_size": 128, "lr": 0.01, "weight_decay": 5e-4, "schedule": "plateau", "augment": "alexnet"}),
+    ("vgg-imagenet", {"batch_size": 256, "lr": 0.01, "weight_decay": 5e-4, "augment": "vgg"}),
+    ("googlenet-imagenet", {"gamma": 0.96, "schedule": "step", "augment": "inception"}),
+    ("resnet-imagenet", {"batch_size": 256, "lr": 0.1, "weight_decay": 1e-4, "epochs": 90, "augment": "resnet"}),
+    ("resnet-imagenet-tv2", {"epochs": 600, "label_smoothing": 0.1, "mixup_alpha": 0.2, "cutmix_alpha": 1.0,
+                             "auto_augment": "trivialaugment", "random_erase": 0.1, "norm_bias_decay": False,
+                             "schedule": "cosine", "warmup": 5, "reference_batch": 1024}),
+    ("resnet18-imagenette", {"epochs": 5, "crop_size": 128, "val_size": 0}),
+])
+def test_imagenet_recipes_state_the_papers_settings(recipe, checks):
+    from cnnlab.training.config import build_config
+
+    config = build_config("resnet50", "imagenet", recipe=recipe)
+    for key, value in checks.items():
+        assert getattr(config, key) == value, (recipe, key)
+    from importlib import resources
+
+    text = (resources.files("cnnlab.training") / "recipes" / f"{recipe}.toml").read_text()
+    assert text.startswith("#") and ("Sec." in text or "blog" in text or "fastai" in text)  # each cites its source
+
+
+def test_resnet18_is_the_default_recipe_for_imagenette():
+    from cnnlab.training.config import build_config
+
+    assert build_config("resnet18", "imagenette").recipe == "resnet18-imagenette"

@@ -45,7 +45,6 @@ from cnnlab.data.augment import (
     RandomResizedCrop,
     _gray,
     _uniform,
-    _uniform_int,
     _warp,
     get_preset,
     register_preset,

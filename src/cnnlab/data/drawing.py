@@ -1,20 +1,15 @@
-"""Images that come from a person rather than a dataset: a drawing, an uploaded file.
+"""A drawing prepared the way MNIST digits were.
 
-Two jobs the dataset loaders never meet:
+LeCun, Cortes & Burges, "The MNIST database of handwritten digits"
+(http://yann.lecun.com/exdb/mnist/): the NIST digits were "size normalized to fit in a 20x20
+pixel box while preserving their aspect ratio" (the anti-aliasing of that step leaves grey
+levels) and then "centered in a 28x28 image by computing the center of mass of the pixels,
+and translating the image so as to position this point at the center of the 28x28 field".
+:func:`prepare_digit` does exactly that to a stroke drawn on a canvas, so a digit drawn large
+in a corner reaches the network looking like the digits it was trained on.
 
-- **A drawing prepared the way MNIST digits were.** LeCun, Cortes & Burges, "The MNIST
-  database of handwritten digits" (http://yann.lecun.com/exdb/mnist/): the NIST digits were
-  "size normalized to fit in a 20x20 pixel box while preserving their aspect ratio" (the
-  anti-aliasing of that step leaves grey levels) and then "centered in a 28x28 image by
-  computing the center of mass of the pixels, and translating the image so as to position
-  this point at the center of the 28x28 field". :func:`prepare_digit` does exactly that to a
-  stroke drawn on a canvas, so a digit drawn large in a corner reaches the network looking
-  like the digits it was trained on.
-- **Bytes from an upload**, which may be anything: empty, truncated, not an image, a
-  decompression bomb, an animated GIF, CMYK, 16-bit, a phone photo stored sideways with an
-  EXIF orientation tag. They are decoded by the one decoder of :mod:`cnnlab.data.image`
-  (:func:`~cnnlab.data.image.decode_upload`, :func:`~cnnlab.data.image.prepare_upload`,
-  re-exported here for the server), which image files go through as well.
+Uploaded files (photos, or the canvas's PNG) are decoded by the one image policy,
+:func:`cnnlab.data.image.decode_upload`; this module only reshapes the ink.
 """
 
 from __future__ import annotations
@@ -23,21 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-# The upload decoder lives with the file decoder (one decode path); the server imports it from here.
-from cnnlab.data.image import DEFAULT_MAX_PIXELS, Decoded, ImageTooLarge, decode_upload, prepare_upload
 from cnnlab.errors import DataError
 
-__all__ = [
-    "DEFAULT_MAX_PIXELS",
-    "DIGIT_BOX",
-    "DIGIT_FIELD",
-    "Decoded",
-    "ImageTooLarge",
-    "centre_of_mass",
-    "decode_upload",
-    "prepare_digit",
-    "prepare_upload",
-]
+__all__ = ["DIGIT_BOX", "DIGIT_FIELD", "centre_of_mass", "prepare_digit"]
 
 DIGIT_BOX = 20  # MNIST: the digit's bounding box is scaled to fit 20x20 ...
 DIGIT_FIELD = 28  # ... and placed, centred by centre of mass, in 28x28

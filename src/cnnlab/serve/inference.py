@@ -27,7 +27,7 @@ import copy
 import math
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -42,7 +42,7 @@ from cnnlab.analysis.attribution import _as_grid as as_grid  # NOTE: private in 
 from cnnlab.analysis.attribution import _to_maps as to_maps
 from cnnlab.data.drawing import prepare_digit
 from cnnlab.data.files import safe_name
-from cnnlab.data.image import Decoded, ImageTooLarge, dark_background, decode_upload, prepare_upload, to_model_input
+from cnnlab.data.image import DEFAULT_MAX_PIXELS, Decoded, ImageTooLarge, dark_background, decode_upload, prepare_upload, to_model_input
 from cnnlab.errors import CnnlabError
 from cnnlab.models import get_model_info, main_output
 from cnnlab.training.config import TrainConfig
@@ -50,7 +50,7 @@ from cnnlab.training.evaluate import run_dataset
 from cnnlab.training.run import Run, load_run
 from cnnlab.viz.activations import first_conv, padded_image
 
-__all__ = ["Analysis", "ImageTooLarge", "LayerView", "RunUnavailable", "ServedRun", "find_runs", "unique_ids"]
+__all__ = ["DEFAULT_MAX_PIXELS", "Analysis", "ImageTooLarge", "LayerView", "RunUnavailable", "ServedRun", "find_runs", "unique_ids"]
 
 # Layers whose output is their input at inference: shown in the table, not as maps again.
 PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
@@ -231,7 +231,8 @@ class ServedRun:
             channels = shape[1] if grid.layout == "channels_first" else shape[-1]
             note = {"channels_first": "", "channels_last": "channels-last maps (B, H, W, C) shown per channel",
                     "tokens": f"tokens as a {grid.grid[0]}x{grid.grid[1]} patch grid per feature"
-                              + (f" ({grid.extra_tokens} class/distillation token(s) left out)" if grid.extra_tokens else "")}[grid.layout]
+                              + {0: "", 1: " (the class token left out)"}.get(grid.extra_tokens,
+                                                                            " (class and distillation tokens left out)")}[grid.layout]
             return LayerView(**base, layout=grid.layout, channels=channels, grid=grid.grid,
                              extra_tokens=grid.extra_tokens, note=note)
         units = math.prod(shape[1:])

@@ -24,7 +24,8 @@ import anyio
 import anyio.to_thread
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from cnnlab.data.drawing import DEFAULT_MAX_PIXELS
+from cnnlab.serve.inference import DEFAULT_MAX_PIXELS
+
 
 T = TypeVar("T")
 
@@ -34,7 +35,7 @@ MB = 1024 * 1024
 @dataclass(frozen=True)
 class Limits:
     max_upload_bytes: int = 10 * MB  # multipart body, all parts together
-    max_pixels: int = DEFAULT_MAX_PIXELS  # decoded image, checked from the header
+    max_pixels: int = DEFAULT_MAX_PIXELS  # decoded image, checked from the header (the image policy's default)
     head_timeout_s: float = 10.0  # a request's head (request line and headers) must arrive within this
     body_timeout_s: float = 30.0  # the whole request body must arrive within this
     running: int = 2  # inference jobs computing at once (threads); the CPU is the limit

@@ -76,10 +76,11 @@ def make_batches(
     if train:
         augment = train_augment(config.augment, dataset, crop_size=config.crop_size, auto_augment=config.auto_augment,
                                 random_erase=config.random_erase, crop_done=streamed)
-    common = dict(device=device, shuffle=train, pad=pad, augment=augment, generator=generator,
-                  channels_last=config.channels_last, rank=rank, world_size=world_size, seed=config.seed)
     if not streamed:
-        return Batches(dataset, batch_size, **common)
+        return Batches(dataset, batch_size, device=device, shuffle=train, pad=pad, augment=augment, generator=generator,
+                       channels_last=config.channels_last, rank=rank, world_size=world_size, seed=config.seed)
     channels, size = dataset.image_size[0], dataset.image_size[-1]
     transform = train_transform(config.augment, size, channels=channels) if train else eval_transform(size, channels=channels)
-    return StreamBatches(dataset, batch_size, transform=transform, workers=config.workers, **common)
+    return StreamBatches(dataset, batch_size, transform=transform, workers=config.workers, device=device, shuffle=train,
+                         pad=pad, augment=augment, generator=generator, channels_last=config.channels_last, rank=rank,
+                         world_size=world_size, seed=config.seed)

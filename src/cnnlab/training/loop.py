@@ -32,7 +32,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from cnnlab.data import Batches, ImageDataset, data_root, get_dataset_spec, load_dataset, random_subset
+from cnnlab.data import Batches, data_root, get_dataset_spec
 from cnnlab.data.augment import get_preset
 from cnnlab.data.image import fit_padding
 from cnnlab.errors import CnnlabError
@@ -119,18 +119,6 @@ class EpochStats:
     seconds: float
 
 
-def load_splits(config: TrainConfig) -> tuple[ImageDataset, ImageDataset, ImageDataset]:
-    """(train, val, test) of the config's dataset, train cut to ``train_subset`` if set."""
-    train = load_dataset(config.data, "train", config.data_root, val_size=config.val_size, seed=config.seed)
-    val = load_dataset(config.data, "val", config.data_root, val_size=config.val_size, seed=config.seed)
-    test = load_dataset(config.data, "test", config.data_root)
-    if config.train_subset is not None:
-        if not 0 < config.train_subset <= len(train):
-            raise CnnlabError(f"train_subset must be in [1, {len(train)}], got {config.train_subset}")
-        train = random_subset(train, config.train_subset, seed=config.seed + 1)  # not the hold-out's seed
-    return train, val, test
-
-
 def prepare(config: TrainConfig, *, world: World = SINGLE, device: torch.device | None = None) -> Setup:
     """Seed, load the data, build the model, batches, optimizer, loss and schedule, for this
     rank of ``world`` on ``device`` (default: the config's device, one process). The model is
@@ -177,6 +165,9 @@ def prepare(config: TrainConfig, *, world: World = SINGLE, device: torch.device 
         loss_fn=make_loss(config.loss, num_classes=train_set.num_classes, label_smoothing=config.label_smoothing),
         lr_at=schedule, generator=generator, data_info=data_info(train_set, pad),
         sizes=(len(train_set), len(val_set), len(test_set)), world=world, scaling=scaling,
+        # fp16 autocast needs loss scaling (Micikevicius et al. 2018); bf16 and fp32 do not, and
+        # a disabled scaler is a pass-through, so every precision runs the same step.
+        # NOTE: device.autocast is bf16-only today; enable this where its policy picks fp16.
         scaler=torch.amp.GradScaler(device.type, enabled=False),
         extras=StepExtras(config, model, num_classes=train_set.num_classes, generator=generator) if StepExtras.needed(config) else None,
         data_note=data.note,

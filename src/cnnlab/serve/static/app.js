@@ -597,10 +597,20 @@
     const v = $("explain-class").value;
     return v === "top" ? "top" : v;
   }
-  async function heatLayer(url, colormap) {
+  // A heat map whose opacity follows its strength, so the input shows through where it is weak.
+  async function heatLayer(url, scale) {
     const img = await loadImage(url);
     const atlas = grayOf(img);
-    return colourTile(atlas, 0, 0, atlas.width, atlas.height, lutFor(colormap));
+    const tile = colourTile(atlas, 0, 0, atlas.width, atlas.height, lutFor(scale.colormap));
+    const ctx = tile.getContext("2d");
+    const px = ctx.getImageData(0, 0, tile.width, tile.height);
+    for (let i = 0; i < atlas.gray.length; i++) {
+      const v = atlas.gray[i];
+      const strength = scale.diverging ? Math.abs(v - 127.5) / 127.5 : v / 255;
+      px.data[4 * i + 3] = Math.round(40 + 200 * strength);
+    }
+    ctx.putImageData(px, 0, 0);
+    return tile;
   }
   $("gradcam-button").addEventListener("click", async () => {
     if (!S.result) return;
@@ -608,7 +618,7 @@
     try {
       const g = await api(`${res.gradcam_url}?target=${explainTarget()}`);
       if (S.result !== res) return;
-      S.heat = { canvas: await heatLayer(g.url, g.scale.colormap), alpha: 0.55 };
+      S.heat = { canvas: await heatLayer(g.url, g.scale), alpha: 0.9 };
       drawOverlay();
       const line = $("why-scale");
       line.hidden = false;
@@ -630,7 +640,7 @@
       bar.hidden = true;
       if (job.state === "error") throw new Error(job.error);
       if (S.result !== res) return;
-      S.heat = { canvas: await heatLayer(job.url, job.scale.colormap), alpha: 0.6 };
+      S.heat = { canvas: await heatLayer(job.url, job.scale), alpha: 0.9 };
       drawOverlay();
       const line = $("why-scale");
       line.hidden = false;
