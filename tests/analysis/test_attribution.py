@@ -278,3 +278,11 @@ def test_occlusion_of_a_trained_mnist_model_is_highest_on_the_strokes(mnist_lene
     stroke_means, background_means = torch.tensor(stroke_means), torch.tensor(background_means)
     assert (stroke_means > background_means).float().mean() >= 0.9, (stroke_means, background_means)
     assert stroke_means.mean() > 3 * background_means.mean().clamp(min=1e-4)
+
+
+def test_attribution_leaves_the_models_gradients_and_mode_alone(image):
+    torch.manual_seed(0)
+    model = QuadrantCNN().train()
+    for method in METHODS:
+        attribute(model, image, method, window=8, stride=8, steps=4)
+    assert model.training and all(p.grad is None for p in model.parameters())

@@ -194,6 +194,7 @@ def test_ranks_take_disjoint_epoch_seeded_shares(tmp_path):
         StreamBatches(train, 2, transform=eval_transform(16), shuffle=True, world_size=2, rank=0)
 
 
+@pytest.mark.slow
 def test_training_streams_and_says_so_in_the_header(tmp_path, monkeypatch):
     from cnnlab.training.config import TrainConfig
     from cnnlab.training.loop import fit

@@ -24,7 +24,8 @@ import torch
 from cnnlab.errors import CheckpointError
 from cnnlab.models import create_model, get_model_info
 from cnnlab.models.registry import main_output
-from cnnlab.models.weights import TORCHVISION, load_weights
+from cnnlab.models.weight_files import TORCHVISION
+from cnnlab.models.weights import load_weights
 from tests import oracle
 
 ATTENTION_RTOL = 1e-5  # float32 rounding through 12-24 attention blocks (module docstring)

@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 
 from cnnlab.errors import CheckpointError, CnnlabError
 from cnnlab.models import create_model
+from cnnlab.models import weight_files as WF
 from cnnlab.models import weights as W
 from tests import oracle
 
@@ -305,17 +306,17 @@ def test_file_url_and_torch_hub_copy(tmp_path: Path) -> None:
 
 
 def test_find_weights() -> None:
-    assert W.find_weights("resnet50").tag == "IMAGENET1K_V2"
-    assert W.find_weights("resnet50", "IMAGENET1K_V1").file_name == "resnet50-0676ba61.pth"
-    assert W.find_weights("resnet50", "resnet50-0676ba61.pth").sha256_prefix == "0676ba61"
+    assert WF.find_weights("resnet50").tag == "IMAGENET1K_V2"
+    assert WF.find_weights("resnet50", "IMAGENET1K_V1").file_name == "resnet50-0676ba61.pth"
+    assert WF.find_weights("resnet50", "resnet50-0676ba61.pth").sha256_prefix == "0676ba61"
     with pytest.raises(CheckpointError, match="model 'resnet50' has no weights 'V3'; expected one of torchvision, IMAGENET1K_V1, IMAGENET1K_V2"):
-        W.find_weights("resnet50", "V3")
+        WF.find_weights("resnet50", "V3")
     with pytest.raises(CheckpointError, match="no published weights fit model 'lenet5'"):
-        W.find_weights("lenet5")
+        WF.find_weights("lenet5")
 
 
 def test_every_table_entry_has_one_default_and_a_hash() -> None:
-    for name, files in W.TORCHVISION.items():
+    for name, files in WF.TORCHVISION.items():
         assert sum(f.default for f in files) == 1, name
         assert all(f.sha256_prefix and len(f.sha256_prefix) == 8 for f in files), name
 
@@ -338,12 +339,12 @@ def _signature(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 # torchvision's RegNet cannot be built on the meta device (its width arithmetic needs real
 # tensors): 84M parameters initialised on the CPU make that one slow.
 @pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=[pytest.mark.slow] if n.startswith("regnet") else []) for n in sorted(W.TORCHVISION)]
+    "name", [pytest.param(n, marks=[pytest.mark.slow] if n.startswith("regnet") else []) for n in sorted(WF.TORCHVISION)]
 )
 def test_table_matches_torchvision_enums_and_fits(name: str) -> None:
     theirs = THEIRS.get(name, name)
     published = {m["enum"].split(".")[1]: m for m in oracle.weights_meta(theirs) if m["enum"] not in NOT_LISTED}
-    files = W.weights_for(name)
+    files = WF.weights_for(name)
     assert sorted(f.tag for f in files) == sorted(published)  # every file torchvision has, no other
     for f in files:
         meta = published[f.tag]

@@ -143,7 +143,8 @@ def test_kills_at_random_points_resume_exactly(reference):
     seed = int(os.environ.get("CNNLAB_KILL_SEED", random.SystemRandom().randrange(10**6)))
     rng = random.Random(seed)
     points = sorted(rng.sample(range(1, len(events) + 1), RANDOM_KILLS))
-    print(f"random kill points (CNNLAB_KILL_SEED={seed}): " + ", ".join(f"{n} ({events[n - 1]})" for n in points))
+    print(f"random kill points of {len(events)} events (CNNLAB_KILL_SEED={seed}): "
+          + ", ".join(f"{n} ({events[n - 1]})" for n in points))
     wrong = []
     for n in points:
         out = base / f"random-{seed}-{n}"

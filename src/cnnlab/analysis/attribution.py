@@ -235,11 +235,11 @@ def default_layer(model: nn.Module, x: Tensor) -> GridLayer:
     try:
         with _EvalMode(model), torch.enable_grad():
             scores = _logits(model)(x.requires_grad_(True))
-            scores[0, scores[0].argmax()].backward()
+            # Gradient with respect to the input only: the model's own .grad stays untouched.
+            torch.autograd.grad(scores[0, scores[0].argmax()], x)
     finally:
         for h in handles:
             h.remove()
-        model.zero_grad(set_to_none=True)
     usable = [g for g, grad in found if grad and calls.get(g.name) == 1]
     if not usable:
         raise CnnlabError(f"{type(model).__name__} has no spatial layer for Grad-CAM (no output reads as an h x w grid "
@@ -290,7 +290,6 @@ def gradcam(model: nn.Module, x: Tensor, target: int, *, layer: str | None = Non
             grads = _to_maps(LayerGradientXActivation(_logits(model), module, multiply_by_inputs=False)
                              .attribute(x, target=int(target)), grid)
             cam = gradcam_from(acts, grads)
-    model.zero_grad(set_to_none=True)
     up = LayerAttribution.interpolate(cam.detach(), tuple(x.shape[-2:]), interpolate_mode="bilinear")
     return _scaled(F.relu(up[0, 0]))  # bilinear overshoot can dip below 0 near a boundary
 
@@ -308,7 +307,6 @@ def saliency(model: nn.Module, x: Tensor, target: int) -> Tensor:
     _check_target(model, x, target)
     with _EvalMode(model):
         grads = Saliency(_logits(model)).attribute(x.requires_grad_(True), target=int(target), abs=True)
-    model.zero_grad(set_to_none=True)
     return _scaled(grads[0].amax(dim=0))
 
 
@@ -326,7 +324,6 @@ def integrated_gradients(model: nn.Module, x: Tensor, target: int, *, steps: int
     with _EvalMode(model):
         attr = IntegratedGradients(_logits(model)).attribute(x.requires_grad_(True), baselines=base, target=int(target), n_steps=steps,
                                                             internal_batch_size=min(steps, 32))
-    model.zero_grad(set_to_none=True)
     return attr[0].sum(dim=0).detach().float().cpu()
 
 

@@ -132,8 +132,8 @@ def summary(
 
     ``model_or_name``: a module (run where its parameters are, or on ``device``) or a registered
     name (built and run on ``device``, by default meta). ``input_size``: (C, H, W), default the model's
-    input size in its registry info (``get_model_info(model).input_size``). ``batch_size``, ``dtype`` and ``optimizer`` ("sgd", "momentum",
-    "adam") only shape the memory estimate; counts are per image. ``depth``: show modules down
+    input size in its registry info (``get_model_info(model).input_size``). ``batch_size``,
+    ``dtype`` and ``optimizer`` ("sgd", "momentum", "adam") only shape the memory estimate; counts are per image. ``depth``: show modules down
     to this nesting level, deeper ones folded into their block; None shows every layer.
     """
     if batch_size < 1:

@@ -22,7 +22,8 @@ from cnnlab.training.bench import SETTINGS, bench
               help="Measure only these settings (repeatable; default: all).")
 @click.option("--images", default=64, show_default=True, type=click.IntRange(min=1),
               help="Real test images for the top-1 agreement check.")
-@click.option("--min-time", default=2.0, show_default=True, type=click.FloatRange(min=0), help="Seconds of timed calls per setting.")
+@click.option("--min-time", default=2.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds of timed calls per setting.")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Where the test images are (else $CNNLAB_DATA).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def bench_cmd(run_or_model, batch, size, threads, device, only, images, min_time, data_root, as_json) -> None:

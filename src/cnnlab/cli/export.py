@@ -32,7 +32,8 @@ def export_cmd(run_or_model: str, fmt: str, out: str, dynamic_batch: bool, opset
                        opset=opset, metadata=target.metadata())
     batch = "dynamic" if dynamic_batch else "1"
     size = "x".join(map(str, target.input_size))
-    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {target.label}, input (batch {batch}) x {size}, opset {opset}")
+    megabytes = path.stat().st_size / 1e6
+    click.echo(f"wrote {path} ({megabytes:.1f} MB): {target.label}, input (batch {batch}) x {size}, opset {opset}")
     if check_images:
         images, source = sample_images(target.input_size, check_images, mean=target.mean, std=target.std, root=data_root)
         click.echo(f"onnxruntime vs PyTorch on {source}: {check_onnx(path, target.model, images).describe()}")

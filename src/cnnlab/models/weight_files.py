@@ -18,7 +18,9 @@ from typing import Any
 
 from cnnlab.errors import CheckpointError
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "TORCHVISION", "Preprocess", "WeightFile", "find_weights", "hash_from_name", "weights_for"]
+__all__ = [
+    "IMAGENET_MEAN", "IMAGENET_STD", "TORCHVISION", "Preprocess", "WeightFile", "find_weights", "hash_from_name", "weights_for",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # per-channel mean of ImageNet-1k train images, RGB in [0, 1]
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -22,7 +22,6 @@ import os
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -54,7 +53,9 @@ def _unsupported(model: nn.Module, opset: int, error: Exception) -> CnnlabError:
     text = str(error)
     op = re.search(r"No ONNX function found for <OpOverload\(op='([^']+)'", text)
     if op:
-        return CnnlabError(f"cannot export {model_label(model)} to ONNX: operator {op.group(1)} has no ONNX translation (opset {opset})")
+        return CnnlabError(
+            f"cannot export {model_label(model)} to ONNX: operator {op.group(1)} has no ONNX translation (opset {opset})"
+        )
     summary = re.findall(r"<class '[^']+'>: ([^\n]+)", text)
     reason = summary[0] if summary else text.strip().splitlines()[0] if text.strip() else type(error).__name__
     return CnnlabError(f"cannot export {model_label(model)} to ONNX (opset {opset}): {reason}")

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.models.registry import main_output
-from cnnlab.models.weights import IMAGENET_MEAN, IMAGENET_STD
+from cnnlab.models.weight_files import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = [
     "FOLD_RTOL",
@@ -232,7 +232,8 @@ class Agreement:
     images: int
 
     def describe(self) -> str:
-        return f"max |diff| {self.max_abs_diff:.2g} (logits up to {self.scale:.3g}), top-1 agreement {self.top1:.1%} on {self.images} images"
+        return (f"max |diff| {self.max_abs_diff:.2g} (logits up to {self.scale:.3g}), "
+                f"top-1 agreement {self.top1:.1%} on {self.images} images")
 
 
 def agreement(reference: Tensor, other: Tensor) -> Agreement:
