@@ -25,6 +25,7 @@ demo: setup
 # The whole suite, slow tests included (about 5 minutes on 2 idle cores): two worker
 # processes, one per core. `pytest` alone runs the fast part only (about 1 minute).
 test: setup
+	@bash .ci/install-browser.sh || echo "warning: chromium missing; tests/serve/test_browser.py will fail"
 	$(PY) -m pytest -q -n 2 --dist loadfile -m 'slow or not slow'
 
 test-fast: setup

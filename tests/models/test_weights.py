@@ -366,3 +366,23 @@ def test_table_matches_torchvision_enums_and_fits(name: str) -> None:
         with torch.device(device):
             model = oracle.build(theirs, **their_options)
         assert _signature(model) == _signature(ours)
+
+
+def test_resolve_weights() -> None:
+    url, row = W.resolve_weights("resnet50", "torchvision")
+    assert url == "https://download.pytorch.org/models/resnet50-11ad3fa6.pth" and row.tag == "IMAGENET1K_V2"
+    assert W.resolve_weights("resnet50", "IMAGENET1K_V1")[1].file_name == "resnet50-0676ba61.pth"
+    path, row = W.resolve_weights("resnet50", "/somewhere/resnet50-0676ba61.pth")  # a copy the user has
+    assert path == Path("/somewhere/resnet50-0676ba61.pth") and row.tag == "IMAGENET1K_V1"
+    assert W.resolve_weights("lenet5", "runs/x") == (Path("runs/x"), None)
+
+
+def test_pretrained_applies_the_files_builder_options(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    state = create_model("resnet50", stride_in_3x3=True).state_dict()
+    path = tmp_path / "resnet50-0676ba61.pth"  # torchvision's V1 file name: its row needs v1.5
+    torch.save(state, path)
+    model = W.pretrained("resnet50", path, progress=False)
+    assert model.layer2[0].conv2.stride == (2, 2) and _same(model.state_dict(), state)
+    with pytest.raises(CheckpointError, match=r"resnet50-0676ba61\.pth needs stride_in_3x3=True for model 'resnet50', got stride_in_3x3=False"):
+        W.pretrained("resnet50", path, stride_in_3x3=False)

@@ -67,6 +67,9 @@ def train_child(out: Path, events: Events | None) -> Child:
 def final(out: Path) -> tuple[dict, dict, list]:
     checkpoint = latest_checkpoint(out)
     assert checkpoint is not None and checkpoint.epoch == 3, out
+    # What the killed process left half-written is gone: temporaries, unfinished epoch folders.
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name or ".view-" in p.name], out
+    assert all((f / "manifest.json").is_file() for f in (out / "checkpoints").iterdir()), out
     state = load_state(checkpoint.file("state.pt"))
     losses = [(r["train_loss"], r["val_loss"], r["test_loss"]) for r in state["history"]]
     return load_file(str(checkpoint.file("last.safetensors"))), load_file(str(checkpoint.file("best.safetensors"))), losses

@@ -11,7 +11,10 @@ Size policy (stated, not guessed): when every image has the same size it is kept
 otherwise (or when ``image_size`` is given) each image is resized so its shorter side is
 ``S`` and centre-cropped to ``S x S`` (``cnnlab.data.image``, the policy ``predict`` uses too). ``S`` is
 ``image_size`` when given, else the median shorter side of the folder's images.
-Channels: RGB, unless every image is grayscale ("L"), then one channel.
+Channels: RGB, unless every image is grayscale (8-bit, 16-bit, float, with or without alpha),
+then one channel. Decoding is the image policy's (16-bit scaled to 8 bits, EXIF orientation,
+transparency on white, the pixel limit); an empty class folder is refused, and so is a
+``folder:`` dataset of one class.
 
 An image that cannot be decoded is reported by path and skipped; the count is shown. It
 never stops the run.

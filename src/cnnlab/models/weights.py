@@ -45,7 +45,7 @@ from torch import Tensor, nn
 
 from cnnlab.errors import CheckpointError
 from cnnlab.models.registry import create_model, get_model_info, list_models, model_label
-from cnnlab.models.weight_files import hash_from_name
+from cnnlab.models.weight_files import WeightFile, find_weights, hash_from_name, weights_for
 
 _CHUNK = 1 << 20  # bytes per read while downloading and hashing
 
@@ -55,7 +55,9 @@ __all__ = [
     "download",
     "fit_problems",
     "load_weights",
+    "pretrained",
     "read_weights",
+    "resolve_weights",
 ]
 
 # --- reading a source ------------------------------------------------------------------------
@@ -370,3 +372,37 @@ def load_weights(
     model.load_state_dict(state, strict=True)
     return model
 
+
+
+def resolve_weights(name: str, weights: str | os.PathLike) -> tuple[str | Path, WeightFile | None]:
+    """Where ``weights`` for registered model ``name`` come from, and their table row if any.
+
+    ``"torchvision"`` is the model's default published file; a tag (``"IMAGENET1K_V1"``) or a
+    file name of its table rows is that file; anything else is a path or URL as given (its
+    table row too when its file name is one of the model's published files).
+    """
+    text = str(weights)
+    files = weights_for(name)
+    if text == "torchvision" or any(text in (f.tag, f.file_name) for f in files):
+        row = find_weights(name, text)
+        return row.url, row
+    base = Path(urllib.parse.urlparse(text).path).name if _is_url(text) else Path(text).name
+    row = next((f for f in files if f.file_name == base), None)
+    return (text if _is_url(text) else Path(text)), row
+
+
+def pretrained(name: str, weights: str | os.PathLike, *, progress: bool = True, **options: Any) -> nn.Module:
+    """Registered model ``name`` built with the options its weights need, the weights loaded.
+
+    A published file's row says which builder options it needs (``stride_in_3x3=True`` for
+    torchvision's ResNet-50); an option given here that contradicts them fails.
+    """
+    source, row = resolve_weights(name, weights)
+    needed = dict(row.options) if row else {}
+    clash = {k: v for k, v in options.items() if k in needed and needed[k] != v}
+    if clash:
+        key = next(iter(clash))
+        raise CheckpointError(
+            f"{row.file_name} needs {key}={needed[key]!r} for model {name!r}, got {key}={clash[key]!r}"  # type: ignore[union-attr]
+        )
+    return load_weights(create_model(name, **{**needed, **options}), source, progress=progress)

@@ -352,6 +352,10 @@ def save_checkpoint(
                 + (f"; free space and continue with: cnnlab train --resume {run_dir}" if previous else "")
             ) from None
         warnings.warn(f"checkpoint of epoch {epoch} committed, but syncing {folder} failed: {e.strerror}", CheckpointWarning)
+    except BaseException:  # Ctrl-C or a bug mid-write: the unfinished folder goes (a kill -9 leaves it to remove_unfinished)
+        if not committed_now:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     checkpoint = Checkpoint(epoch, folder, manifest)
     _update_views(run_dir, checkpoint)
     _prune(run_dir, epoch)
