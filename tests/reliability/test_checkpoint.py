@@ -189,3 +189,13 @@ def test_an_old_style_folder_is_read_and_a_torn_one_refused(tmp_path):
     save_state({**state, "epoch": 2}, tmp_path / "state.pt")
     with pytest.raises(CheckpointError, match="torn checkpoint: last.safetensors is from epoch 3, state.pt from epoch 2"):
         load_checkpoint(tmp_path, create_model("lenet5"))
+
+
+def test_extra_weights_are_part_of_the_transaction(tmp_path):
+    ema = model(7)
+    state = TrainingState(epoch=1, history=[], best_val=0.1, optimizer={}, plateau={}, rng={}, extra={"steps": 5})
+    save_checkpoint(tmp_path, model(1), state, model_name="lenet5", is_best=True, extra_weights={"ema.safetensors": ema})
+    checkpoint = latest_checkpoint(tmp_path)
+    assert "ema.safetensors" in checkpoint.manifest["files"] and equal_to(weights_file(tmp_path, "ema"), ema)
+    assert os.path.samefile(tmp_path / "ema.safetensors", checkpoint.file("ema.safetensors"))
+    assert load_checkpoint(tmp_path, create_model("lenet5")).extra == {"steps": 5}

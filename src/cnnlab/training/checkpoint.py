@@ -192,6 +192,7 @@ class TrainingState:
     optimizer: dict = field(default_factory=dict)  # optimizer.state_dict()
     plateau: dict = field(default_factory=dict)  # Plateau.state_dict()
     rng: dict = field(default_factory=dict)  # cnnlab.training.device.rng_state()
+    extra: dict = field(default_factory=dict)  # more state of the loop's (a GradScaler's); tensors and plain containers
 
 
 @dataclass(frozen=True)
@@ -276,21 +277,32 @@ def _link_or_copy(source: Path, target: Path) -> None:
             os.fsync(f.fileno())
 
 
-def _newest_manifest(run_dir: Path) -> Checkpoint | None:
-    """The newest committed checkpoint by its manifest alone (no hashing), or None."""
+def _newest_manifest(run_dir: Path, before: int) -> Checkpoint | None:
+    """The newest committed checkpoint of an epoch before ``before``, by its manifest alone
+    (no hashing), or None."""
     for folder in committed(run_dir):
         try:
             manifest = json.loads((folder / MANIFEST).read_text())
-            return Checkpoint(int(manifest["epoch"]), folder, manifest)
+            checkpoint = Checkpoint(int(manifest["epoch"]), folder, manifest)
         except (OSError, ValueError, KeyError, TypeError):
             continue
+        if checkpoint.epoch < before:
+            return checkpoint
     return None
 
 
 def save_checkpoint(
-    run_dir: Path, model: nn.Module, state: TrainingState, *, model_name: str, is_best: bool
+    run_dir: Path,
+    model: nn.Module,
+    state: TrainingState,
+    *,
+    model_name: str,
+    is_best: bool,
+    extra_weights: dict[str, nn.Module] | None = None,
 ) -> Checkpoint:
     """Write and commit the checkpoint of epoch ``state.epoch`` (see the module docstring).
+    ``extra_weights`` (``{"ema.safetensors": averaged_model}``) are written, hashed and
+    committed with the rest.
 
     A failure before the commit (disk full, permission) removes the unfinished folder, keeps
     the previous checkpoint as it was and raises CheckpointError in one line."""
@@ -298,7 +310,7 @@ def save_checkpoint(
     epoch = state.epoch
     label = f"epoch {epoch}"
     folder = epoch_folder(run_dir, epoch)
-    previous = _newest_manifest(run_dir)
+    previous = _newest_manifest(run_dir, before=epoch)  # whose best weights carry over; kept until the commit
     meta = {"model": model_name, "epoch": str(epoch)}
     committed_now = False
     try:
@@ -326,8 +338,13 @@ def save_checkpoint(
             "rng": state.rng,
             "history": state.history,
             "best_val": state.best_val,
+            "extra": state.extra,
         }
         files["state.pt"] = _write_new(folder / "state.pt", state_bytes(saved), label)
+        for name, module in (extra_weights or {}).items():
+            if name in FILES or not name.endswith(".safetensors") or "/" in name:
+                raise ValueError(f"extra weights need a new name ending in .safetensors, got {name!r}")
+            files[name] = _write_new(folder / name, weights_bytes(module, meta), label)
         _fsync_dir(folder, f"{label}: fsync {folder.name}")
         manifest = {
             "format": FORMAT,
@@ -380,7 +397,7 @@ def _update_views(run_dir: Path, checkpoint: Checkpoint) -> None:
     """Point the top-level file names at the committed files (hard links, each atomic)."""
     label = f"epoch {checkpoint.epoch}"
     try:
-        for name in FILES:
+        for name in checkpoint.manifest["files"]:
             tmp = Path(run_dir) / f".{name}.view-{os.getpid()}"
             tmp.unlink(missing_ok=True)
             fault_point(f"{label}: link view {name}")
@@ -435,10 +452,10 @@ def remove_unfinished(run_dir: Path) -> list[Path]:
     return removed
 
 
-def verify(folder: Path, names: Iterable[str] = FILES) -> Checkpoint:
+def verify(folder: Path, names: Iterable[str] | None = None) -> Checkpoint:
     """The committed checkpoint in ``folder`` if its manifest is whole and the files
-    ``names`` match it (size, SHA-256, the epoch in the weights' metadata); else
-    CheckpointError saying what is wrong."""
+    ``names`` (default: all it lists) match it (size, SHA-256, the epoch in the weights'
+    metadata); else CheckpointError saying what is wrong."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         epoch = int(manifest["epoch"])
@@ -451,7 +468,7 @@ def verify(folder: Path, names: Iterable[str] = FILES) -> Checkpoint:
     if m and int(m.group(1)) != epoch:
         raise CheckpointError(f"its manifest says epoch {epoch}, the folder epoch {int(m.group(1))}")
     checkpoint = Checkpoint(epoch, folder, manifest)
-    for name in names:
+    for name in (FILES + tuple(n for n in entries if n not in FILES)) if names is None else names:
         entry, path = entries.get(name), folder / name
         if not isinstance(entry, dict):
             raise CheckpointError(f"its manifest lists no {name}")
@@ -460,17 +477,17 @@ def verify(folder: Path, names: Iterable[str] = FILES) -> Checkpoint:
         if path.stat().st_size != entry.get("bytes") or _sha256(path) != entry.get("sha256"):
             raise CheckpointError(f"{name} does not match its manifest (changed or damaged after it was written)")
         if name.endswith(".safetensors"):
-            expected = epoch if name == "last.safetensors" else checkpoint.best_epoch
+            expected = checkpoint.best_epoch if name == "best.safetensors" else epoch
             found = weights_epoch(path)
             if found is not None and found != expected:
                 raise CheckpointError(f"{name} is from epoch {found}, the manifest says epoch {expected}")
     return checkpoint
 
 
-def latest_checkpoint(run_dir: Path, names: Iterable[str] = FILES) -> Checkpoint | None:
-    """The newest committed checkpoint whose files ``names`` verify; a damaged one is
-    skipped with a CheckpointWarning. None when there is none."""
-    names = tuple(names)
+def latest_checkpoint(run_dir: Path, names: Iterable[str] | None = None) -> Checkpoint | None:
+    """The newest committed checkpoint whose files ``names`` (default: all) verify; damaged
+    ones are skipped with one CheckpointWarning. None when there is none."""
+    names = None if names is None else tuple(names)
     skipped: list[tuple[Path, str]] = []
     for folder in committed(run_dir):
         try:
@@ -497,8 +514,9 @@ def _warn_skipped(run_dir: Path, skipped: list[tuple[Path, str]], used: Path) ->
 
 
 def weights_file(run_dir: Path, which: str = "best") -> Path:
-    """The verified ``best`` or ``last`` weights of a run folder (through its manifest; an
-    old-style folder's top-level file; ``best`` falls back to ``last``)."""
+    """The verified ``best`` or ``last`` (or an extra: ``ema``) weights of a run folder,
+    through its manifest (an old-style folder's top-level file; ``best`` falls back to
+    ``last``)."""
     run_dir = Path(run_dir)
     name = f"{which}.safetensors"
     checkpoint = latest_checkpoint(run_dir, (name,))
@@ -519,6 +537,7 @@ def _state_from(saved: dict, path: Path) -> TrainingState:
             optimizer=saved["optimizer"],
             plateau=saved["plateau"],
             rng=saved["rng"],
+            extra=dict(saved.get("extra", {})),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path} is not a cnnlab training state (missing or bad {e})") from None
