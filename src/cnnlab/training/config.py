@@ -61,13 +61,17 @@ class Bounds:
         )
 
     def __str__(self) -> str:
-        low = f"[{self.ge:g}" if self.ge is not None else f"({self.gt:g}" if self.gt is not None else None
-        high = f"{self.le:g}]" if self.le is not None else f"{self.lt:g})" if self.lt is not None else None
+        low = f"[{_num(self.ge)}" if self.ge is not None else f"({_num(self.gt)}" if self.gt is not None else None
+        high = f"{_num(self.le)}]" if self.le is not None else f"{_num(self.lt)})" if self.lt is not None else None
         if low and high:
             return f"in {low}, {high}"
         if low:
-            return f">= {self.ge:g}" if self.ge is not None else f"> {self.gt:g}"
-        return f"<= {self.le:g}" if self.le is not None else f"< {self.lt:g}"
+            return f">= {_num(self.ge)}" if self.ge is not None else f"> {_num(self.gt)}"
+        return f"<= {_num(self.le)}" if self.le is not None else f"< {_num(self.lt)}"
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 Count = Annotated[int, Bounds(ge=1)]  # how many: epochs, images, threads, steps
@@ -77,6 +81,7 @@ NonNegative = Annotated[float, Bounds(ge=0)]  # a penalty, epochs of warmup, a B
 Probability = Annotated[float, Bounds(ge=0, le=1)]
 Fraction = Annotated[float, Bounds(ge=0, lt=1)]  # momentum, label smoothing: 1 would never learn
 Share = Annotated[float, Bounds(gt=0, le=1)]  # a part of training: a step every 0.3 of it
+Seed = Annotated[int, Bounds(ge=0, lt=2**32)]  # per-rank and per-epoch seeds derived from it stay in 64 bits
 
 
 @dataclass
@@ -119,7 +124,7 @@ class TrainConfig:
     ema_decay: Annotated[float, Bounds(gt=0, lt=1)] | None = None  # keep an EMA of the weights with this decay per update (ema.safetensors); None: off
     ema_every: Count = 1  # optimizer steps between EMA updates (torchvision's v2 recipe: 32)
     pad: Size | None = None  # zero padding of input images; None: fit the model's input size
-    seed: int = 0
+    seed: Seed = 0
     device: str = "auto"
     threads: Count | None = None  # CPU threads for torch; None: torch's default (one per core)
     amp: bool = False  # bf16 autocast (CPU and CUDA)
@@ -216,7 +221,7 @@ def _checked(name: str, value: Any, kind: Any) -> Any:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise CnnlabError(expected)
     if bounds is not None and not bounds.admits(value):
-        raise CnnlabError(f"setting {name} must be {bounds}, got {value:g}")
+        raise CnnlabError(f"setting {name} must be {bounds}, got {_num(value)}")
     return value
 
 
