@@ -24,7 +24,9 @@ BATCH = 64
 
 
 def _rss_mb() -> float:
-    """Peak resident memory of this process plus its (finished) children, MB."""
+    """Peak resident memory of this process plus that of its largest (finished) child, MB:
+    getrusage reports the children's maximum, not their sum, so with 2 workers this is a
+    lower bound of the true peak."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return (own + children) / 1024
@@ -74,8 +76,9 @@ def train(mode: str, steps: int) -> dict:
             "data": setup.data_note}
 
 
-def _child(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
+def _child(args: list[str], images: int, steps: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--images", str(images), "--steps", str(steps), "--child", *args],
+                         capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -91,8 +94,8 @@ def main() -> None:
         row = decode(int(value), args.images) if kind == "decode" else train(value, args.steps)
         print(json.dumps(row))
         return
-    rows = [_child(["decode", "1"]), _child(["decode", "2"]),
-            _child(["train", "memory"]), _child(["train", "stream"])]
+    rows = [_child([kind, value], args.images, args.steps)
+            for kind, value in (("decode", "1"), ("decode", "2"), ("train", "memory"), ("train", "stream"))]
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     print(f"{cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     for row in rows:
