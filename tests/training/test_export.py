@@ -15,7 +15,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model, get_model_info
-from cnnlab.training.export import OnnxModel, check_onnx, export_onnx
+from cnnlab.training.export import OnnxModel, _SlicedAdaptiveMaxPool, check_onnx, export_onnx
 from cnnlab.training.inference import IMAGENET_MEAN, IMAGENET_STD, MNIST_MEAN, MNIST_STD, sample_images
 from tests import oracle
 
@@ -77,6 +77,21 @@ def test_unsupported_operator_is_named_and_nothing_is_damaged(tmp_path: Path) ->
         export_onnx(_CumulativeMax(), target, input_size=(1, 4, 4))
     assert target.read_bytes() == b"an earlier export"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+@pytest.mark.parametrize(("h", "w", "size"), [(13, 13, 7), (7, 9, (3, 2)), (6, 4, (None, 3)), (5, 5, 1)])
+def test_sliced_adaptive_max_pool_is_pytorchs(h: int, w: int, size) -> None:
+    x = torch.randn(2, 3, h, w)
+    assert torch.equal(_SlicedAdaptiveMaxPool(size)(x), nn.AdaptiveMaxPool2d(size)(x))
+
+
+def test_adaptive_max_pool_exports(tmp_path: Path) -> None:
+    # ONNX has no adaptive max pooling (PReLU-net's pyramid pooling): the export slices it.
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveMaxPool2d((3, 2)), nn.Flatten(), nn.Linear(24, 5)).eval()
+    path = export_onnx(model, tmp_path / "spp.onnx", input_size=(3, 13, 11))
+    x = torch.randn(4, 3, 13, 11)
+    result = check_onnx(path, model, x)
+    assert result.max_abs_diff <= RTOL * result.scale and isinstance(model[1], nn.AdaptiveMaxPool2d)
 
 
 def test_bad_output_paths_and_opsets(tmp_path: Path) -> None:

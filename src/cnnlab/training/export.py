@@ -16,6 +16,7 @@ target path is left as it was (the file is written beside it and renamed into pl
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -61,6 +62,43 @@ def _unsupported(model: nn.Module, opset: int, error: Exception) -> CnnlabError:
     return CnnlabError(f"cannot export {model_label(model)} to ONNX (opset {opset}): {reason}")
 
 
+class _SlicedAdaptiveMaxPool(nn.Module):
+    """``nn.AdaptiveMaxPool2d`` written as slices and maxima, which ONNX can express.
+
+    ONNX has no adaptive max pooling (torch's exporter has no translation for it: PReLU-net's
+    spatial pyramid pooling). Bin i of n over a side of h pixels is rows floor(i h / n) to
+    ceil((i + 1) h / n), PyTorch's own bin edges, so the outputs are identical. The loops run at
+    export time over the (static) map size and unroll into the graph.
+    """
+
+    def __init__(self, output_size: int | tuple[int | None, int | None]) -> None:
+        super().__init__()
+        self.output_size = output_size if isinstance(output_size, tuple) else (output_size, output_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        oh, ow = (size or side for size, side in zip(self.output_size, (h, w)))
+        rows = []
+        for i in range(oh):
+            top, bottom = i * h // oh, -(-(i + 1) * h // oh)
+            cells = [x[..., top:bottom, j * w // ow: -(-(j + 1) * w // ow)].amax(dim=(-2, -1)) for j in range(ow)]
+            rows.append(torch.stack(cells, dim=-1))
+        return torch.stack(rows, dim=-2)  # (B, C, oh, ow)
+
+
+def _exportable(model: nn.Module) -> nn.Module:
+    """``model``, or a copy with the layers ONNX cannot express replaced by equivalents."""
+    targets = [name for name, m in model.named_modules() if isinstance(m, nn.AdaptiveMaxPool2d) and not m.return_indices]
+    if not targets:
+        return model
+    model = copy.deepcopy(model)
+    for name in targets:
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child,
+                _SlicedAdaptiveMaxPool(model.get_submodule(name).output_size))
+    return model
+
+
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike,
@@ -92,7 +130,7 @@ def export_onnx(
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
             program = torch.onnx.export(
-                model, (example,), None, dynamo=True, opset_version=opset, dynamic_shapes=shapes,
+                _exportable(model), (example,), None, dynamo=True, opset_version=opset, dynamic_shapes=shapes,
                 input_names=["images"], output_names=["logits"], verbose=False,
             )
     except Exception as e:  # the exporter raises many types; each becomes one line
