@@ -1,8 +1,10 @@
 """ONNX export: torch's exporter, checked with onnxruntime on real test images.
 
 Tolerance: onnxruntime's kernels sum in another order than PyTorch's, so logits agree to
-float32 rounding: max |difference| <= 1e-4 x max |logit| (seen: <= 1e-6 relative), and the
-top-1 class on every image (untrained models: at least 97%, near-ties may flip).
+float32 rounding: max |difference| <= 1e-4 x max |logit| (seen: ~1e-6 relative), and the
+top-1 class on every image (untrained models: at least 97%, near-ties may flip). A model whose
+float32 logits are themselves further than that from the exact (float64) ones passes when
+onnxruntime is as close to the exact logits as PyTorch's float32 (within a factor of 2).
 """
 
 from __future__ import annotations
@@ -33,9 +35,18 @@ def _check(name: str, size: tuple[int, int, int], tmp_path: Path, data_root: Pat
     model = create_model(name, **options).eval()
     oracle.randomise(model, size=size)  # trained-like BN statistics: unit-scale activations
     path = export_onnx(model, tmp_path / f"{name}.onnx", input_size=size, dynamic_batch=dynamic)
-    result = check_onnx(path, model, _images(size, data_root))
-    assert result.max_abs_diff <= RTOL * result.scale, result.describe()
+    images = _images(size, data_root)
+    result = check_onnx(path, model, images)
     assert result.top1 >= 0.97, result.describe()
+    if result.max_abs_diff > RTOL * result.scale:
+        # Ill-conditioned with these statistics (EfficientNet: PyTorch's own float32 logits are
+        # 5e-4 off the float64 ones): then onnxruntime must be as close to the exact logits as
+        # PyTorch's float32 is, within a factor of 2.
+        with torch.no_grad():
+            exact = model.double()(images.double())
+            ours = model.float()(images)
+        theirs = OnnxModel(path)(images)
+        assert (theirs - exact).abs().max() <= 2 * (ours - exact).abs().max(), result.describe()
     return path, result
 
 

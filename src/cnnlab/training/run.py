@@ -183,8 +183,10 @@ def open_run(config: TrainConfig, resume: str | os.PathLike | None) -> tuple[Pat
     return run_dir, config
 
 
-# What cnnlab writes into a run folder (removed again when a run fails before its first checkpoint).
-RUN_FILES = ("config.json", "data.json", "metrics.csv", "train.log", "curves.png", *FILES)
+# What cnnlab writes into a run folder (removed again when a run fails before its first
+# checkpoint): its files, the EMA's weights (training.extras), and folders.
+RUN_FILES = ("config.json", "data.json", "metrics.csv", "train.log", "curves.png", "ema.safetensors", *FILES)
+RUN_FOLDERS = (CHECKPOINTS, "tensorboard")
 
 
 class RunFolder:
@@ -201,7 +203,6 @@ class RunFolder:
         self.path, self.config, self.info, self.resume = Path(path), config, info, resume
         self.lock = RunLock(self.path)
         self._created: list[Path] = []
-        self.removed = False  # True when a failed run's files were removed on release
 
     def claim(self) -> None:
         missing = []
@@ -248,7 +249,6 @@ class RunFolder:
         try:
             if failed and not has_checkpoint(self.path):
                 self._remove_run_files()
-                self.removed = True
         finally:
             self.lock.release()
             if failed:
@@ -271,7 +271,8 @@ class RunFolder:
     def _remove_run_files(self) -> None:
         for name in RUN_FILES:
             (self.path / name).unlink(missing_ok=True)
-        shutil.rmtree(self.path / CHECKPOINTS, ignore_errors=True)
+        for name in RUN_FOLDERS:
+            shutil.rmtree(self.path / name, ignore_errors=True)
         remove_unfinished(self.path)
 
     def _remove_created(self) -> None:
