@@ -273,7 +273,7 @@ def test_bad_input_gets_one_line_and_changes_nothing(workspace, case):
                                   "eval-batch-size-0", "predict-rgb-photo"])
 def test_the_installed_executable_answers_the_same(workspace, name):
     """The console script in a fresh interpreter gives the forked entry point's line and status."""
-    base, w, env = workspace
+    _, w, env = workspace
     args, extra_env = next((c[1], c[4]) for c in CASES if c[0] == name)
     argv = shlex.split(args.format(w=w, new=w / f"new-{name}"))
     exe = Path(sys.executable).parent / "cnnlab"

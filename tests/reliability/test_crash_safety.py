@@ -168,7 +168,7 @@ def test_a_run_killed_twice_resumes_exactly(reference):
 
 
 def test_a_kill_before_the_first_checkpoint_resumes_from_epoch_0(reference):
-    base, expected, events = reference
+    base, expected, _ = reference
     out = base / "before-first"
     assert train_child(out, Events(kill_at=3)).wait().code == -9  # a forward pass of epoch 1
     assert (out / "config.json").is_file() and latest_checkpoint(out) is None

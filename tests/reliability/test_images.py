@@ -3,12 +3,10 @@ orientation applied, a pixel limit, and datasets that cannot train refused."""
 
 from __future__ import annotations
 
-import io
 import warnings
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from cnnlab.data import drawing, image
