@@ -8,13 +8,14 @@ training measurements of a later issue, say) is adding a :class:`Setting` to the
 Timing: one warm-up call, then calls until ``min_time`` seconds have passed (at least 3);
 the median call counts. Throughput is also shown as GFLOP/s (2 x the model's multiply-adds,
 counted by torch's FlopCounterMode, per image) and as a share of the machine's measured peak:
-the best of a few square float32 (or bfloat16, for bf16 rows) matrix multiplications, the
-fastest thing these cores do. The machine's load average is recorded with the figures, since
-other processes on the same cores slow every row.
+the median of a few square float32 (or bfloat16, for bf16 rows) matrix multiplications, the
+fastest thing these cores do, measured just before each row. The machine's load average is
+recorded with the figures, since other processes on the same cores slow every row.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import statistics
@@ -36,7 +37,6 @@ from cnnlab.training.inference import (
     agreement,
     cpu_flags,
     load_target,
-    native_bf16,
     prepare_inference,
     sample_images,
 )
@@ -77,8 +77,8 @@ def _eager(inp: BenchInput) -> tuple[Runner, str, bool]:
     return run, "NCHW, float32", False
 
 
-def _inference_path(inp: BenchInput) -> tuple[Runner, str, bool]:
-    prepared = prepare_inference(inp.target.model, inp.batch.to(inp.device), device=inp.device)
+def _inference_path(inp: BenchInput, *, bf16: bool | None = None) -> tuple[Runner, str, bool]:
+    prepared = prepare_inference(inp.target.model, inp.batch.to(inp.device), device=inp.device, bf16=bf16)
     return prepared, prepared.describe(), prepared.bf16
 
 
@@ -97,6 +97,9 @@ def _onnxruntime(inp: BenchInput) -> tuple[Runner, str, bool] | str:
 SETTINGS: tuple[Setting, ...] = (
     Setting("eager fp32", "the model as built, torch eager mode", _eager),
     Setting("inference path", "BN folded, channels-last if faster, bf16 where native", _inference_path),
+    # The same without bf16: what folding and the memory layout give on their own.
+    Setting("inference path fp32", "BN folded, channels-last if faster, float32",
+            functools.partial(_inference_path, bf16=False)),
     Setting("onnxruntime", "torch's ONNX export run by onnxruntime", _onnxruntime),
 )
 
@@ -108,7 +111,8 @@ class Row:
     images_per_s: float | None = None
     ms_per_batch: float | None = None
     gflops: float | None = None  # achieved: 2 x MACs x images/s
-    share_of_peak: float | None = None  # of the measured matmul peak of its dtype
+    peak_gflops: float | None = None  # the matmul peak of its dtype, measured just before it
+    share_of_peak: float | None = None  # gflops / peak_gflops
     top1_agreement: float | None = None  # with the first row, on real images
     max_abs_diff: float | None = None
 
@@ -124,7 +128,7 @@ class BenchReport:
     threads: int
     load_average: float  # 1-minute load average when the run started
     gmacs_per_image: float
-    peak_gflops: dict[str, float]  # dtype -> measured matmul GFLOP/s
+    peak_gflops: dict[str, float]  # dtype -> best matmul GFLOP/s measured during the run
     images: str  # the real images of the agreement check
     rows: list[Row] = field(default_factory=list)
 
@@ -203,15 +207,12 @@ def bench(
         target.input_size = (target.input_size[0], size, size)
     real, source = sample_images(target.input_size, images, mean=target.mean, std=target.std, root=data_root)
     timing_batch = real[torch.arange(batch) % len(real)]  # real images, repeated to fill the batch
-    peak = {"float32": matmul_gflops(dev)}
-    if native_bf16(dev):
-        peak["bfloat16"] = matmul_gflops(dev, torch.bfloat16)
     macs = _macs_per_image(target)
     report = BenchReport(
         model=target.label, batch=batch, input_size=target.input_size, device=str(dev),
         machine=torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name(), flags=_flags(),
         threads=torch.get_num_threads(), load_average=os.getloadavg()[0], gmacs_per_image=macs / 1e9,
-        peak_gflops=peak, images=source,
+        peak_gflops={}, images=source,
     )
     reference: Tensor | None = None
     with tempfile.TemporaryDirectory(prefix="cnnlab-bench-") as workdir:
@@ -222,6 +223,12 @@ def bench(
                 report.rows.append(Row(setting.name, built))
                 continue
             runner, details, bf16 = built
+            # The peak is measured next to the row, so that other load on the machine weighs on
+            # both alike (the share of peak stays readable when the machine is busy).
+            dtype = torch.bfloat16 if bf16 else torch.float32
+            peak = matmul_gflops(dev, dtype)
+            name = str(dtype).removeprefix("torch.")
+            report.peak_gflops[name] = max(peak, report.peak_gflops.get(name, 0.0))
             seconds = _median_seconds(lambda: runner(timing_batch), min_time=min_time, device=dev)
             outputs = torch.cat([runner(part).float().cpu() for part in real.split(batch)])
             reference = outputs if reference is None else reference
@@ -230,7 +237,7 @@ def bench(
             gflops = 2 * macs * rate / 1e9
             report.rows.append(Row(
                 setting.name, details, images_per_s=rate, ms_per_batch=seconds * 1e3, gflops=gflops,
-                share_of_peak=gflops / peak["bfloat16" if bf16 else "float32"],
+                peak_gflops=peak, share_of_peak=gflops / peak,
                 top1_agreement=agree.top1, max_abs_diff=agree.max_abs_diff,
             ))
     return report
