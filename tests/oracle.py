@@ -17,6 +17,7 @@ download (a wrong version, a broken wheel) fails the test that asked for the ora
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import os
 import re
@@ -67,17 +68,20 @@ def _wheel(cache: Path) -> Path:
 def _unpacked() -> Path:
     cache = cache_dir()
     target = cache / f"torchvision-{ORACLE_VERSION}"
-    if not (target / "torchvision" / "models" / "__init__.py").is_file():
-        wheel = _wheel(cache)
-        partial = cache / f".unpacking-{os.getpid()}"
-        with zipfile.ZipFile(wheel) as zf:
-            # Python sources only: the compiled libraries are what we must not load.
-            zf.extractall(partial, [n for n in zf.namelist() if n.startswith("torchvision/") and n.endswith(".py")])
-        try:
-            partial.rename(target)  # atomic: a parallel worker may have won the race
-        except OSError:
-            if not (target / "torchvision" / "models" / "__init__.py").is_file():
-                raise
+    if (target / "torchvision" / "models" / "__init__.py").is_file():
+        return target / "torchvision"
+    cache.mkdir(parents=True, exist_ok=True)
+    # Test workers in parallel (pytest-xdist) take turns: one downloads and unpacks, the others
+    # wait on the lock and find it done.
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "torchvision" / "models" / "__init__.py").is_file():
+            wheel = _wheel(cache)
+            partial = cache / f".unpacking-{os.getpid()}"
+            with zipfile.ZipFile(wheel) as zf:
+                # Python sources only: the compiled libraries are what we must not load.
+                zf.extractall(partial, [n for n in zf.namelist() if n.startswith("torchvision/") and n.endswith(".py")])
+            partial.rename(target)
     return target / "torchvision"
 
 

@@ -227,8 +227,14 @@ def test_gradcam_works_for_every_registered_transformer(name):
         assert grid.name.startswith(f"encoder.layers.encoder_layer_{model.config.depth - 1}.")
     else:  # the final norm on the last stage's 2x2 token map (32x downsampling)
         assert (grid.name, grid.layout, grid.grid) == ("norm", "channels_last", (2, 2))
-    heat = gradcam(model, x, 3)
-    assert heat.shape == (size, size) and torch.isfinite(heat).all() and heat.max() == pytest.approx(1.0)
+    # An untrained network can have no positive evidence for a given class (the ReLU'd map is all
+    # zero, correctly), so ask for every class: each map is finite in [0, 1], and some class's peaks at 1.
+    peaks = []
+    for target in range(5):
+        heat = gradcam(model, x, target)
+        assert heat.shape == (size, size) and torch.isfinite(heat).all() and heat.min() >= 0
+        peaks.append(heat.max().item())
+    assert all(p == pytest.approx(1.0) or p == 0.0 for p in peaks) and max(peaks) == pytest.approx(1.0), peaks
 
 
 # --- a trained MNIST model -------------------------------------------------------------------

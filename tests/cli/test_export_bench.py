@@ -61,10 +61,11 @@ def test_bench_json_has_every_setting(data_root: Path, capsys) -> None:
                                     "--json", "--data-root", str(data_root)], capsys)
     assert code == 0, stderr
     report = json.loads(stdout)
-    assert [r["setting"] for r in report["rows"]] == ["eager fp32", "inference path", "onnxruntime"]
+    assert [r["setting"] for r in report["rows"]] == ["eager fp32", "inference path", "inference path fp32", "onnxruntime"]
     assert report["input_size"] == [1, 32, 32] and report["images"] == "16 MNIST test images"
     assert report["peak_gflops"]["float32"] > 0 and report["gmacs_per_image"] > 0
-    eager, path, onnx = report["rows"]
+    eager, path, path32, onnx = report["rows"]
+    assert path32["details"].endswith("fp32") and path32["top1_agreement"] == 1.0
     assert eager["top1_agreement"] == 1.0 and eager["max_abs_diff"] == 0.0
     assert onnx["top1_agreement"] == 1.0 and onnx["details"] == "opset 20, CPU execution provider"
     for row in report["rows"]:
@@ -73,4 +74,4 @@ def test_bench_json_has_every_setting(data_root: Path, capsys) -> None:
 
 def test_bench_unknown_setting(capsys) -> None:
     code, _, stderr = run_cli(["bench", "lenet5", "--setting", "turbo"], capsys)
-    assert code != 0 and "Invalid value for '--setting': 'turbo' is not one of 'eager fp32', 'inference path', 'onnxruntime'" in stderr
+    assert code != 0 and "Invalid value for '--setting': 'turbo' is not one of 'eager fp32', 'inference path', 'inference path fp32', 'onnxruntime'" in stderr
