@@ -3,7 +3,7 @@
 import pytest
 
 from cnnlab.analysis.chart import ChartPoint, accuracy_vs_compute_points
-from cnnlab.analysis.summary import profile
+from cnnlab.analysis.summarize import profile
 from cnnlab.models import get_model_info
 from cnnlab.viz.charts import accuracy_vs_compute
 

@@ -6,7 +6,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.analysis import summary
-from cnnlab.analysis.summary import build_model
+from cnnlab.analysis.summarize import build_model
 from cnnlab.models import get_model_info, list_models
 
 

@@ -4,7 +4,7 @@ Parameters, multiply-accumulates and other operations, activation memory, traini
 receptive fields, convolution arithmetic, and the data behind the accuracy-vs-compute chart.
 Pure functions over a model and an input size; nothing here trains or draws.
 
-Modules: ``summary`` (one forward pass -> :class:`Summary`), ``tracer`` (the dispatch mode that
+Modules: ``summarize`` (``summary()``: one forward pass -> :class:`Summary`), ``tracer`` (the dispatch mode that
 watches that pass), ``ops`` (what each ATen op costs), ``receptive_field`` (fields: the
 arithmetic, stacks, and what each ATen op does to them), ``format`` (the summary's records and
 renderings), ``table`` (the one table writer), ``conv_arith`` (the lectures' hand
@@ -30,7 +30,7 @@ from cnnlab.analysis.receptive_field import (
     stack_working,
     stacked_field,
 )
-from cnnlab.analysis.summary import profile, summary, video_compute
+from cnnlab.analysis.summarize import profile, summary, video_compute
 
 __all__ = [
     "ConvLayer",

@@ -58,6 +58,7 @@ from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError, UnknownNameError
 from cnnlab.layers.drop_path import DropPath
+from cnnlab.models import main_output
 
 METHODS = ("gradcam", "saliency", "integrated-gradients", "occlusion")  # the CLI's spelling
 Layout = Literal["channels_first", "channels_last", "tokens"]
@@ -119,7 +120,7 @@ def _logits(model: nn.Module) -> Callable[[Tensor], Tensor]:
 
     def forward(x: Tensor) -> Tensor:
         out = model(x)
-        return out[0] if isinstance(out, (tuple, list)) else out
+        return main_output(out)
 
     return forward
 
@@ -176,7 +177,7 @@ def _consistent(grid: tuple[int, int], size: tuple[int, int]) -> bool:
     return abs(fy - fx) <= 0.2 * max(fy, fx)
 
 
-def _as_grid(name: str, shape: tuple[int, ...], size: tuple[int, int], batch: int) -> GridLayer | None:
+def as_grid(name: str, shape: tuple[int, ...], size: tuple[int, int], batch: int) -> GridLayer | None:
     """How an output of ``shape`` reads as a grid for an input of spatial ``size``, or None."""
     if len(shape) < 3 or shape[0] != batch:
         return None
@@ -194,7 +195,7 @@ def _as_grid(name: str, shape: tuple[int, ...], size: tuple[int, int], batch: in
     return None
 
 
-def _to_maps(t: Tensor, layer: GridLayer) -> Tensor:
+def to_maps(t: Tensor, layer: GridLayer) -> Tensor:
     """A layer's output (or its gradient) as (B, C, h, w) channels-first maps."""
     if layer.layout == "channels_first":
         return t
@@ -218,14 +219,14 @@ def default_layer(model: nn.Module, x: Tensor) -> GridLayer:
             calls[name] = calls.get(name, 0) + 1
             if not isinstance(output, Tensor) or not output.requires_grad:
                 return
-            grid = _as_grid(name, tuple(output.shape), size, x.shape[0])
+            grid = as_grid(name, tuple(output.shape), size, x.shape[0])
             if grid is None:
                 return
             entry = [grid, False]
             found.append(entry)
 
             def on_grad(g: Tensor) -> None:
-                entry[1] = entry[1] or bool(_to_maps(g, grid).abs().sum() > 0)
+                entry[1] = entry[1] or bool(to_maps(g, grid).abs().sum() > 0)
 
             output.register_hook(on_grad)
 
@@ -265,7 +266,7 @@ def find_grid_layer(model: nn.Module, x: Tensor, name: str) -> GridLayer:
         handle.remove()
     if len(shapes) != 1:
         raise CnnlabError(f"layer {name!r} ran {len(shapes)} times in one forward pass; Grad-CAM needs a layer that runs once")
-    grid = _as_grid(name, shapes[0], (xb.shape[-2], xb.shape[-1]), 1)
+    grid = as_grid(name, shapes[0], (xb.shape[-2], xb.shape[-1]), 1)
     if grid is None:
         raise CnnlabError(f"layer {name!r} outputs {shapes[0]}, which is not a spatial grid (B, C, h, w), "
                           "(B, h, w, C) or (B, tokens, D); choose a convolution, block or stage")
@@ -286,8 +287,8 @@ def gradcam(model: nn.Module, x: Tensor, target: int, *, layer: str | None = Non
         if grid.layout == "channels_first":
             cam = LayerGradCam(_logits(model), module).attribute(x, target=int(target), relu_attributions=True)
         else:  # the same Eq. 1-2 on Captum's layer activations and gradients, read as a grid
-            acts = _to_maps(LayerActivation(_logits(model), module).attribute(x), grid)
-            grads = _to_maps(LayerGradientXActivation(_logits(model), module, multiply_by_inputs=False)
+            acts = to_maps(LayerActivation(_logits(model), module).attribute(x), grid)
+            grads = to_maps(LayerGradientXActivation(_logits(model), module, multiply_by_inputs=False)
                              .attribute(x, target=int(target)), grid)
             cam = gradcam_from(acts, grads)
     up = LayerAttribution.interpolate(cam.detach(), tuple(x.shape[-2:]), interpolate_mode="bilinear")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from cnnlab.analysis.summary import profile
+from cnnlab.analysis.summarize import profile
 from cnnlab.models import get_model_info, list_models
 
 __all__ = ["ChartPoint", "accuracy_vs_compute_points"]

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from cnnlab.data.image import normalise
 from cnnlab.errors import CnnlabError, UnknownNameError
+from cnnlab.models import main_output
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def maximize(
     captured: list[Tensor] = []
 
     def hook(module, inputs, output):
-        captured.append(output[0] if isinstance(output, tuple) else output)
+        captured.append(main_output(output))
         raise _Reached
 
     mean_t = torch.tensor(mean if mean is not None else [0.0] * c, device=device).view(1, -1, 1, 1)
@@ -218,7 +219,7 @@ def channel_activation(model: nn.Module, layer: str, x: Tensor, channels: Sequen
     module = dict(model.named_modules())[layer]
 
     def hook(m, inputs, output):
-        captured.append(output[0] if isinstance(output, tuple) else output)
+        captured.append(main_output(output))
         raise _Reached
 
     handle = module.register_forward_hook(hook)

@@ -11,7 +11,21 @@ import warnings
 
 import click
 
-from cnnlab.cli import analysis, bench, data, evaluate, experiment, explain, export, models, scratch, serve, train, viz  # noqa: F401  (register verbs)
+from cnnlab.cli import (  # noqa: F401  (register verbs)
+    analysis,
+    bench,
+    data,
+    evaluate,
+    experiment,
+    explain,
+    export,
+    figures,
+    models,
+    scratch,
+    serve,
+    train,
+    viz,
+)
 from cnnlab.cli.common import cli
 from cnnlab.errors import CnnlabError
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from pathlib import Path
 from typing import Callable
 
 import click
@@ -43,6 +44,24 @@ def weights_option(*, default: str = "best", help: str = "The run's best (valida
 def invert_option(*, default: str = "auto",
                   help: str = "Invert grayscale images (auto: when the dataset is light-on-dark and the image is not).") -> Callable:
     return click.option("--invert", type=click.Choice(INVERT_MODES), default=default, show_default=True, help=help)
+
+
+def out_option(*, help: str = "PNG to write.  [default: see above]") -> Callable:
+    return click.option("--out", type=click.Path(dir_okay=False), default=None, help=help)
+
+
+def data_root_option() -> Callable:
+    return click.option("--data-root", type=click.Path(file_okay=False), default=None,
+                        help="Data root (else the run's, else $CNNLAB_DATA, else ~/.cache/cnnlab).")
+
+
+def save_figure(fig, out: str | None, default: Path) -> Path:
+    """Write a figure to --out (else ``default``) and say where: every `cnnlab viz` verb ends here."""
+    from cnnlab.viz.curves import save_figure as write
+
+    path = write(fig, Path(out) if out else default)
+    click.echo(f"wrote {path}")
+    return path
 
 
 # --- models and training (Foundation) ---------------------------------------------------

@@ -1,33 +1,23 @@
-"""`cnnlab viz gradcam|saliency|occlusion|integrated-gradients|maximize|hog`: why a network
-decided, what a unit wants to see, and the hand-designed feature they replaced.
+"""`cnnlab viz gradcam|saliency|occlusion|integrated-gradients|maximize`: why a network
+decided and what a unit wants to see.
 
-Wiring over cnnlab.analysis.attribution / feature_vis / hog and their figures in cnnlab.viz.
+Wiring over cnnlab.analysis.attribution / feature_vis and their figures in cnnlab.viz.
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
-from cnnlab.cli.common import invert_option, split_option, weights_option
+from cnnlab.cli.common import data_root_option, invert_option, out_option, save_figure, split_option, weights_option
 from cnnlab.cli.viz import viz_command
 from cnnlab.data.files import safe_name
 
-_OUT = click.option("--out", type=click.Path(dir_okay=False), default=None, help="PNG to write.  [default: see above]")
-_DATA_ROOT = click.option("--data-root", type=click.Path(file_okay=False), default=None,
-                          help="Data root (else the run's, else $CNNLAB_DATA, else ~/.cache/cnnlab).")
+_OUT = out_option()
+_DATA_ROOT = data_root_option()
 _CLASS = click.option("--class", "cls", default=None, help="Class to explain, by index or name.  [default: the top class]")
 _TOP = click.option("--top", type=click.IntRange(min=1, max=20), default=5, show_default=True, help="Classes listed.")
-
-
-def _save(fig, out: str | None, default: Path) -> Path:
-    from cnnlab.viz.curves import save_figure
-
-    path = save_figure(fig, Path(out) if out else default)
-    click.echo(f"wrote {path}")
-    return path
 
 
 def _class_index(cls: str | None, classes: list[str]) -> int | None:
@@ -73,7 +63,7 @@ def _explain(method: str, run: str, image: str, *, cls, top, invert, data_root, 
     click.echo(f"explained: {classes[result.target]} (p = {float(result.probabilities[result.target]):.4f}), {result.describe()}")
     fig = plot_attribution(padded_image(picked.pixels, int(info.get("pad", 0))), result, classes=classes, top=top,
                            title=f"{loaded.config.model} on {loaded.config.data} ({loaded.path.name}): {picked.description}")
-    _save(fig, out, loaded.path / f"{method}-{safe_name(picked.stem)}.png")
+    save_figure(fig, out, loaded.path / f"{method}-{safe_name(picked.stem)}.png")
 
 
 def _attribution_command(name: str, summary: str, extra: list | None = None):
@@ -202,53 +192,4 @@ def viz_maximize(run, layer, channel, steps, lr, jitter, rotate, scale, fourier,
     settings = f"{steps} Adam steps, lr {lr:g}; {reg.describe()}" + ("; decorrelated colour" if colour is not None else "")
     fig = plot_maximized(images, chosen, layer=layer, patches=found, activations=reached.tolist(), classes=info["classes"],
                          settings=settings, title=f"{loaded.config.model} on {loaded.config.data} ({loaded.path.name})")
-    _save(fig, out, loaded.path / f"maximize-{safe_name(layer)}.png")
-
-
-@viz_command.command("hog")
-@click.argument("image")
-@click.option("--data", default=None, help="Dataset to take IMAGE from when IMAGE is SPLIT:INDEX (e.g. mnist, with test:0).")
-@click.option("--size", type=click.IntRange(min=8), default=None,
-              help="Resize the shorter side to N and centre-crop N x N first.  [default: keep the image's size]")
-@click.option("--cell", type=click.IntRange(min=2), default=8, show_default=True, help="Pixels per cell side.")
-@click.option("--block", type=click.IntRange(min=1), default=2, show_default=True, help="Cells per block side.")
-@click.option("--orientations", type=click.IntRange(min=2), default=9, show_default=True, help="Bins over 0-180 degrees.")
-@click.option("--gray/--colour", default=False, show_default=True, help="Gradients of the luminance, or of the strongest colour channel.")
-@_DATA_ROOT
-@_OUT
-def viz_hog(image, data, size, cell, block, orientations, gray, data_root, out) -> None:
-    """An image next to its histogram of oriented gradients (Dalal & Triggs 2005).
-
-    IMAGE is an image file, or SPLIT:INDEX with --data (IMAGE-hog.png here)."""
-    import re
-
-    from cnnlab.analysis.hog import HogParams, hog_dimension
-    from cnnlab.data import SPLITS, load_dataset
-    from cnnlab.data.image import decode_image, resize_and_crop, to_uint8_tensor
-    from cnnlab.errors import CnnlabError
-    from cnnlab.viz.hog import plot_hog
-
-    pick = re.fullmatch(rf"({'|'.join(SPLITS)}):(\d+)", image)
-    if pick and not Path(image).exists():
-        if data is None:
-            raise click.UsageError(f"{image} names a dataset image: give --data (e.g. --data mnist)")
-        dataset = load_dataset(data, pick[1], data_root)
-        index = int(pick[2])
-        if index >= len(dataset):
-            raise CnnlabError(f"{image}: the {pick[1]} split of {data} has {len(dataset):,} images")
-        pixels, stem, what = dataset.images[index], f"{data}-{pick[1]}-{index}", f"{data} {pick[1]} image {index}"
-        if size:
-            from PIL import Image
-
-            pixels = to_uint8_tensor(resize_and_crop(Image.fromarray(pixels.permute(1, 2, 0).squeeze(-1).numpy()), (size, size)))
-    else:
-        img = decode_image(Path(image), 3)
-        if size:
-            img = resize_and_crop(img, (size, size))
-        pixels, stem, what = to_uint8_tensor(img), Path(image).stem, Path(image).name
-    if gray and pixels.shape[0] == 3:
-        pixels = (0.299 * pixels[0] + 0.587 * pixels[1] + 0.114 * pixels[2]).round().byte()[None]
-    params = HogParams(orientations=orientations, cell=cell, block=block)
-    dim = hog_dimension(tuple(pixels.shape[-2:]), params)
-    click.echo(f"{what}: {pixels.shape[-1]}x{pixels.shape[-2]}, {params.describe()}: {dim:,} features")
-    _save(plot_hog(pixels, params, title=what), out, Path(f"{safe_name(stem)}-hog.png"))
+    save_figure(fig, out, loaded.path / f"maximize-{safe_name(layer)}.png")

@@ -37,9 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.analysis import Field, summary
-from cnnlab.analysis.attribution import GridLayer, attribute
-from cnnlab.analysis.attribution import _as_grid as as_grid  # NOTE: private in attribution.py; asked to make public
-from cnnlab.analysis.attribution import _to_maps as to_maps
+from cnnlab.analysis.attribution import GridLayer, as_grid, attribute, to_maps
 from cnnlab.data.drawing import prepare_digit
 from cnnlab.data.files import safe_name
 from cnnlab.data.image import DEFAULT_MAX_PIXELS, Decoded, ImageTooLarge, dark_background, decode_upload, prepare_upload, to_model_input
@@ -117,11 +115,11 @@ def _wrap(units: int) -> tuple[int, int]:
 
 
 def _first_tensor(output) -> torch.Tensor | None:
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    return None
+    """A hooked module's output tensor (the models' one rule), or None for outputs that are not tensors."""
+    if isinstance(output, (tuple, list)) and not output:
+        return None
+    t = main_output(output)
+    return t if isinstance(t, torch.Tensor) else None
 
 
 class RunUnavailable(CnnlabError):

@@ -33,7 +33,7 @@ from torch import nn  # noqa: E402
 from cnnlab.data import SPLITS, load_dataset  # noqa: E402
 from cnnlab.data.image import dark_background, load_image, to_model_input  # noqa: E402
 from cnnlab.errors import DataError, UnknownNameError  # noqa: E402
-from cnnlab.models import model_label  # noqa: E402
+from cnnlab.models import main_output, model_label  # noqa: E402
 
 SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)  # layers suggested when a name is wrong
 
@@ -64,7 +64,7 @@ def layer_output(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> torch.T
     captured: list[torch.Tensor] = []
 
     def hook(module, inputs, output):
-        captured.append(output[0] if isinstance(output, tuple) else output)
+        captured.append(main_output(output))
 
     handle = layer.register_forward_hook(hook)
     was_training = model.training
