@@ -34,7 +34,18 @@ test-fast: setup
 test-slow: setup
 	$(PY) -m pytest -q -n 2 --dist loadfile -m slow
 
+# `cnnlab bench` for three sizes of network (inference and training rows, a plain PyTorch loop
+# timed next to each training row), then the time-to-accuracy and augmentation benchmarks.
+# Small batch and step counts: a few minutes on 2 CPU cores. ResNet-50 skips torch.compile
+# (minutes of compilation on 2 cores).
+RESNET50_TRAIN := --setting 'train plain' --setting 'train eager fp32' --setting 'train channels-last' \
+	--setting 'train bf16' --setting 'train auto'
 bench: setup
+	$(VENV)/bin/cnnlab bench lenet5 --batch 128 --steps 8 --min-time 1
+	$(VENV)/bin/cnnlab bench resnet20 --batch 128 --steps 2 --min-time 1
+	$(VENV)/bin/cnnlab bench resnet50 --batch 8 --steps 1 --min-time 0 --images 8 --mode inference
+	$(VENV)/bin/cnnlab bench resnet50 --batch 8 --steps 1 --min-time 0 --mode training $(RESNET50_TRAIN)
+	$(PY) benchmarks/bench_threads.py
 	$(PY) benchmarks/bench_mnist.py
 	$(PY) benchmarks/bench_augment.py
 

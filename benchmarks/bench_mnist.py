@@ -10,8 +10,9 @@ process is started, so imports and data loading count, as they do for a user.
 - baseline: the textbook loop: a map-style Dataset whose __getitem__ converts one image at a
   time (uint8 -> float, normalise, pad), a DataLoader at batch 64, Adam at 1e-3.
 
-Usage: python benchmarks/bench_mnist.py [--target 0.99] [--max-epochs 8]
-Prints a table and the ratios (baseline / cnnlab); needs $CNNLAB_DATA or ../shared/datasets.
+Usage: python benchmarks/bench_mnist.py [--target 0.99] [--max-epochs 8] [--device cuda] [--no-baseline]
+Prints a table and the ratios (baseline / cnnlab), with the machine and its load average;
+needs $CNNLAB_DATA or ../shared/datasets. Both sides run on --device (default: cpu).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ import json, sys, time, tempfile
 T0 = float(sys.argv[1])
 import cnnlab
 from cnnlab.training.loop import StopTraining
-target, max_epochs = float(sys.argv[2]), int(sys.argv[3])
-config = cnnlab.build_config("lenet5", "mnist", out=tempfile.mkdtemp() + "/run")
+target, max_epochs, device = float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+config = cnnlab.build_config("lenet5", "mnist", out=tempfile.mkdtemp() + "/run", device=device)
 reached = {}
 def check(epoch, record):
     if "t" not in reached and 1 - record["test_top1_err"] >= target:
@@ -51,7 +52,7 @@ import torch, torch.nn.functional as F
 from torch.utils.data import Dataset, DataLoader
 from cnnlab.data import load_dataset
 from cnnlab.models import create_model
-target, max_epochs = float(sys.argv[2]), int(sys.argv[3])
+target, max_epochs, device = float(sys.argv[2]), int(sys.argv[3]), torch.device(sys.argv[4])
 train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
 
 class PerSample(Dataset):
@@ -65,7 +66,7 @@ class PerSample(Dataset):
         return F.pad(x, (2, 2, 2, 2), value=-0.1307 / 0.3081), int(self.labels[i])
 
 torch.manual_seed(0)
-model = create_model("lenet5", activation="relu", pool="max")
+model = create_model("lenet5", activation="relu", pool="max").to(device)
 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 train_loader = DataLoader(PerSample(train), batch_size=64, shuffle=True)
 test_loader = DataLoader(PerSample(test), batch_size=1000)
@@ -73,6 +74,7 @@ reached, seen, train_time, acc = {}, 0, 0.0, 0.0
 for epoch in range(1, max_epochs + 1):
     model.train(); t = time.perf_counter()
     for x, y in train_loader:
+        x, y = x.to(device), y.to(device)
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad(); loss.backward(); opt.step()
         seen += len(y)
@@ -80,7 +82,7 @@ for epoch in range(1, max_epochs + 1):
     model.eval(); correct = 0
     with torch.no_grad():
         for x, y in test_loader:
-            correct += (model(x).argmax(1) == y).sum().item()
+            correct += (model(x.to(device)).argmax(1).cpu() == y).sum().item()
     acc = correct / len(test)
     if acc >= target:
         reached.update(t=time.time() - T0, epoch=epoch)
@@ -90,10 +92,10 @@ print(json.dumps({"time_to_target": reached.get("t"), "epoch": reached.get("epoc
 """
 
 
-def run_side(code: str, target: float, max_epochs: int) -> dict:
+def run_side(code: str, target: float, max_epochs: int, device: str) -> dict:
     t0 = time.time()
     out = subprocess.run(
-        [sys.executable, "-c", code, str(t0), str(target), str(max_epochs)],
+        [sys.executable, "-c", code, str(t0), str(target), str(max_epochs), device],
         capture_output=True, text=True, check=False,
     )
     if out.returncode != 0:
@@ -105,6 +107,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", type=float, default=0.99)
     parser.add_argument("--max-epochs", type=int, default=8)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (both sides)")
+    parser.add_argument("--no-baseline", action="store_true", help="only cnnlab's side (the plain loop takes minutes on a CPU)")
     args = parser.parse_args()
     if not os.environ.get("CNNLAB_DATA"):
         shared = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -112,10 +116,15 @@ def main() -> None:
             os.environ["CNNLAB_DATA"] = str(shared)
     import torch
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
-    ours = run_side(OURS, args.target, args.max_epochs)
-    base = run_side(BASELINE, args.target, args.max_epochs)
+    from cnnlab.training.device import machine_name
+
+    print(f"machine: {machine_name(torch.device(args.device))} ({platform.machine()}), {os.cpu_count()} CPU cores, "
+          f"load average {os.getloadavg()[0]:.1f}, torch {torch.__version__}, Python {platform.python_version()}")
+    ours = run_side(OURS, args.target, args.max_epochs, args.device)
+    print(json.dumps({"cnnlab": ours}))
+    if args.no_baseline:
+        return
+    base = run_side(BASELINE, args.target, args.max_epochs, args.device)
 
     def fmt_t(r: dict) -> str:
         return f"{r['time_to_target']:.1f} s (epoch {r['epoch']})" if r["time_to_target"] else f"not reached in {r['epochs']} epochs"

@@ -14,6 +14,7 @@ from cnnlab.analysis import summary
 from cnnlab.data import list_datasets, load_dataset
 from cnnlab.errors import CheckpointError, CnnlabError, DataError, UnknownNameError
 from cnnlab.models import create_model, get_model_info, list_models
+from cnnlab.models.features import features, forward_features
 from cnnlab.training import Run, TrainConfig, build_config, load_run
 from cnnlab.training import fit as train
 from cnnlab.training.evaluate import evaluate
@@ -30,6 +31,8 @@ __all__ = [
     "build_config",
     "create_model",
     "evaluate",
+    "features",
+    "forward_features",
     "get_model_info",
     "list_datasets",
     "list_models",

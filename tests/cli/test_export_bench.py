@@ -21,7 +21,7 @@ def test_export_a_run_and_check_it(run_dir: Path, tmp_path: Path, data_root: Pat
                                     "--check-images", "40", "--data-root", str(data_root)], capsys)
     assert code == 0, stderr
     assert re.search(rf"^wrote {re.escape(str(out))} \(0\.\d MB\): .*run, input \(batch dynamic\) x 1x32x32, opset 20$",
-                     stdout, re.M)
+                     stdout, re.MULTILINE)
     check = re.search(r"onnxruntime vs PyTorch on 40 MNIST test images: max \|diff\| (\S+) \(logits up to (\S+)\), "
                       r"top-1 agreement 100\.0% on 40 images", stdout)
     assert check and float(check.group(1)) <= 1e-4 * float(check.group(2))
@@ -58,7 +58,7 @@ def test_bench_table_of_named_settings(data_root: Path, capsys) -> None:
 @pytest.mark.slow
 def test_bench_json_has_every_setting(data_root: Path, capsys) -> None:
     code, stdout, stderr = run_cli(["bench", "lenet5", "--batch", "8", "--images", "16", "--min-time", "0",
-                                    "--json", "--data-root", str(data_root)], capsys)
+                                    "--mode", "inference", "--json", "--data-root", str(data_root)], capsys)
     assert code == 0, stderr
     report = json.loads(stdout)
     assert [r["setting"] for r in report["rows"]] == ["eager fp32", "inference path", "inference path fp32", "onnxruntime"]
@@ -74,4 +74,21 @@ def test_bench_json_has_every_setting(data_root: Path, capsys) -> None:
 
 def test_bench_unknown_setting(capsys) -> None:
     code, _, stderr = run_cli(["bench", "lenet5", "--setting", "turbo"], capsys)
-    assert code != 0 and "Invalid value for '--setting': 'turbo' is not one of 'eager fp32', 'inference path', 'inference path fp32', 'onnxruntime'" in stderr
+    assert code != 0 and ("Invalid value for '--setting': 'turbo' is not one of 'eager fp32', 'inference path', "
+                          "'inference path fp32', 'onnxruntime', 'train plain', 'train eager fp32'") in stderr
+
+
+@pytest.mark.slow
+def test_bench_training_rows_next_to_the_plain_loop(capsys) -> None:
+    code, stdout, stderr = run_cli(["bench", "lenet5", "--batch", "4", "--steps", "1", "--min-time", "0",
+                                    "--setting", "train plain", "--setting", "train eager fp32", "--setting", "train bf16"],
+                                   capsys)
+    assert code == 0, stderr
+    assert "training lenet5, batch 4 x 1x32x32, 1 steps per call" in stdout and "agreement on" not in stdout
+    assert re.search(r"train plain +│ +[\d,.]+ │ +1\.00x", stdout)
+    assert re.search(r"train eager fp32 +│ +[\d,.]+ │ +[\d.]+x .* fp32 NCHW", stdout)
+    assert re.search(r"train bf16 .*(bf16 channels-last|not native here)", stdout)
+    code, stdout, _ = run_cli(["bench", "lenet5", "--batch", "4", "--steps", "1", "--min-time", "0",
+                               "--mode", "training", "--setting", "train plain", "--setting", "eager fp32", "--json"], capsys)
+    report = json.loads(stdout)
+    assert report["rows"] == [] and [r["setting"] for r in report["training"]] == ["train plain"]

@@ -61,9 +61,12 @@ def test_train_applies_the_settings_prints_the_final_numbers_and_draws_curves(tr
     out, stdout = trained
     config = json.loads((out / "config.json").read_text())
     expected = dict(step_size=0.5, gamma=0.5, patience=3, eval_test_every_epoch=False, deterministic=False, pad=2,
-                    eval_batch_size=500, train_subset=300, schedule="step", threads=None, optimizer="adam",
+                    eval_batch_size=500, train_subset=300, schedule="step", optimizer="adam",
                     recipe="lenet5-mnist", out=str(out))
     assert {k: config[k] for k in expected} == expected
+    # threads=none (decide for the machine), --amp auto and an unset layout: config.json records
+    # what was decided, so a resume continues with the same arithmetic.
+    assert config["threads"] >= 1 and config["amp"] in ("on", "off") and isinstance(config["channels_last"], bool)
     history = read_history(out / "metrics.csv")
     # 6 steps per epoch of 12: the step schedule halves the rate at half of training.
     assert [r["lr"] for r in history] == pytest.approx([0.003, 0.0015])

@@ -137,3 +137,131 @@ def test_pack_refuses_a_folder_that_is_not_empty(packed, tmp_path, capsys):
     assert "train 21 images in 1 shard(s), test 15 images in 1 shard(s)" in out
     code, out, err = run_cli(["data", "pack", f"folder:{tmp_path / 'src'}", "--out", str(tmp_path / "x"), "--shard-size", "big"], capsys)
     assert code != 0 and "expected a size" in err
+
+
+def test_a_training_epoch_through_workers_gives_every_rank_the_same_batches_and_each_image_once(packed):
+    # 21 records over 2 ranks, 2 workers each: 10 per rank (one left out), cut into batches of
+    # exactly 4 by record whatever the workers hand over, so every rank takes the same steps.
+    shards = open_shards(packed, "train")
+    seen = []
+    for rank in range(2):
+        b = batches(shards, rank=rank, world_size=2, shuffle=True, workers=2, epoch=3)
+        sizes = [len(y) for _, y in b]
+        assert sizes == [4, 4, 2] and len(b) == 3
+        seen.extend(b.indices().tolist())
+    assert len(seen) == len(set(seen)) == 20 and set(seen) <= set(range(21))
+
+
+def test_worker_parts_are_contiguous_shares_of_the_ranks_records():
+    from cnnlab.data.shards import worker_parts
+
+    pieces = [(2, 3, 5), (0, 0, 5)]  # 7 records
+    parts = [worker_parts(pieces, worker=w, workers=3) for w in range(3)]
+    assert parts == [[(2, 3, 5)], [(0, 0, 2)], [(0, 2, 5)]]
+    assert sum(b - a for p in parts for _, a, b in p) == 7
+
+
+def test_a_corrupt_record_is_skipped_without_shifting_the_batches(tmp_path):
+    src = tmp_path / "src"
+    for split in ("train", "test"):
+        for label, colour in enumerate(COLOURS[:2]):
+            d = src / split / f"c{label}"
+            d.mkdir(parents=True)
+            for i in range(5):
+                Image.new("RGB", (8, 8), colour).save(d / f"{i}.png")
+    (src / "train" / "c0" / "3.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    pack(f"folder:{src}", tmp_path / "shards", shard_size=10**6, quiet=True)
+    b = ShardBatches(open_shards(tmp_path / "shards", "train"), 4, transform=eval_transform(8), mean=(0.5,) * 3,
+                     std=(0.5,) * 3, workers=0, quiet=True)
+    sizes = [len(y) for _, y in b]
+    assert sum(sizes) == 9 and len(sizes) == 3 and len(b.skipped) == 1  # 10 records: 3 batches, one image short
+    # Hand-overs of one record each (batch 1 in the workers' collation): some hold only the corrupt one.
+    b = ShardBatches(open_shards(tmp_path / "shards", "train"), 1, transform=eval_transform(8), mean=(0.5,) * 3,
+                     std=(0.5,) * 3, workers=0, quiet=True)
+    assert len(b) == 10 and sum(len(y) for _, y in b) == 9
+    # A batch made of a hand-over of only unreadable records (no image shape) and a readable one.
+    empty = (torch.zeros(0, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64))
+    full = (torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.tensor([0, 1]), torch.tensor([5, 6]))
+    (x, y), = b._emit([empty, full])
+    assert x.shape == (2, 3, 8, 8) and y.tolist() == [0, 1]
+
+
+def shard_config(packed: Path, out: Path, **extra):
+    from cnnlab.training.config import TrainConfig
+
+    return TrainConfig(model="lenet5", data=f"shards:{packed}", data_mode="stream", epochs=2, batch_size=4,
+                       eval_batch_size=8, lr=0.05, workers=1, device="cpu", amp="off", deterministic=True, threads=1,
+                       out=str(out), **extra)
+
+
+def test_training_streams_the_shards_through_the_loop_and_resumes_exactly(packed, tmp_path):
+    from safetensors.torch import load_file
+
+    from cnnlab.training.loop import StopTraining, fit
+
+    whole = fit(shard_config(packed, tmp_path / "whole"), quiet=True)
+    header = (tmp_path / "whole" / "train.log").read_text().splitlines()[0]
+    assert "streamed from tar shards" in header and "21 train / 0 val / 15 test images" in header
+    assert [r["epoch"] for r in whole.history] == [1, 2] and 0 <= whole.final["test_top1_err"] <= 1
+    assert whole.data_info["image_size"] == [3, 32, 32] and whole.data_info["classes"] == ["c0", "c1", "c2"]
+    # `cnnlab eval` of a run trained streamed streams too, with its validation crop: the numbers it logged.
+    from cnnlab.training.evaluate import evaluate_members
+
+    (member,) = evaluate_members([whole.path], device="cpu", weights="last", batch_size=8, stream=None, workers=0)
+    assert member.result.num_images == 15 and member.result.loss == whole.final["test_loss"]
+    assert member.result.top1_err == whole.final["test_top1_err"]
+
+    def stop(epoch, record):
+        raise StopTraining
+
+    fit(shard_config(packed, tmp_path / "parts"), quiet=True, callbacks=[stop])
+    fit(shard_config(packed, tmp_path / "parts"), resume=tmp_path / "parts", quiet=True)
+    a, b = (load_file(str(tmp_path / run / "last.safetensors")) for run in ("whole", "parts"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_streaming_shards_refuses_a_hold_out_and_a_subset(packed, tmp_path):
+    from cnnlab.training.loop import fit
+
+    with pytest.raises(CnnlabError, match="val_size must be 0 when streaming tar shards"):
+        fit(shard_config(packed, tmp_path / "a", val_size=3), quiet=True)
+    with pytest.raises(CnnlabError, match="train_subset cannot be used when streaming tar shards"):
+        fit(shard_config(packed, tmp_path / "b", train_subset=5), quiet=True)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
+def test_two_ranks_train_from_their_own_shards_and_evaluate_every_test_image_once(packed, tmp_path):
+    """``cnnlab train --data shards:DIR --nproc 2`` (gloo on 127.0.0.1): each rank streams its
+    share of the pack through the loop; the test error the two ranks gather is the one a
+    single process measures on all 15 test images of the same checkpoint."""
+    import os
+    import subprocess
+    import sys
+
+    from cnnlab.training.evaluate import evaluate_members
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "cnnlab", "train", "lenet5", "--data", f"shards:{packed}", "--data-mode", "stream",
+               "--epochs", "1", "--batch-size", "4", "--eval-batch-size", "4", "--workers", "1", "--threads", "1",
+               "--device", "cpu", "--amp", "off", "--dist-timeout", "60", "--nproc", "2", "--out", str(out), "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = (out / "train.log").read_text().splitlines()
+    assert "2 ranks (gloo" in lines[0] and "streamed from tar shards" in lines[0]
+    assert "1 image(s) of each epoch's order left out" in lines[0]  # 21 records: 10 per rank
+    record = json.loads(next(line for line in lines if line.startswith("{")))
+    (member,) = evaluate_members([out], device="cpu", weights="last", stream=True, workers=0)
+    assert member.result.num_images == 15
+    assert record["test_top1_err"] == member.result.top1_err
+    assert abs(record["test_loss"] - member.result.loss) < 1e-5  # other batch cuts: float rounding only
+
+
+def test_a_pack_stays_in_memory_within_the_budget_and_streams_over_it(packed):
+    from cnnlab.data.stream import plan_data
+
+    assert plan_data(f"shards:{packed}", None).mode == "memory"
+    plan = plan_data(f"shards:{packed}", None, memory_budget="1KB")
+    assert plan.mode == "stream" and "tar shards" in plan.reason and "36 images decode to ~" in plan.reason
+    assert plan_data(f"shards:{packed}", None, mode="stream").mode == "stream"

@@ -52,7 +52,7 @@ def _slow(*cases: Case) -> list:
 # shapes against torchvision's. (All of them were run once through this test too: they match.)
 # Not here: Wide ResNet, Inception-v3, MobileNet, ShuffleNet, SqueezeNet, MNASNet, MaxViT (we
 # have none); regnety_8gf (other widths on purpose, test_regnety_8gf_differs_...); resnet50 with
-# our default stride placement (test_resnet50_default_differs_...); EfficientNet-B0..B4 (below).
+# our default stride placement (test_resnet50_default_differs_...).
 CASES = [
     Case("alexnet_onetower", "alexnet"),
     Case("vgg11", "vgg11", slow=True),
@@ -64,17 +64,14 @@ CASES = [
     # torchvision builds the auxiliary heads only on request; its published file holds them.
     Case("googlenet", "googlenet", options={"variant": "torchvision"},
          their_options={"aux_logits": True, "init_weights": True}),
+    # B0-B4 and B5-B7 differ in BatchNorm eps/momentum (test_efficientnet_bn_follows_torchvision).
+    Case("efficientnet_b0", "efficientnet_b0"),
     Case("efficientnet_b5", "efficientnet_b5", slow=True),
     Case("regnety_16gf", "regnet_y_16gf", slow=True),
     Case("convnext_t", "convnext_tiny"),
     Case("vit_b_16", "vit_b_16", size=224, exact=False, slow=True),
     Case("swin_t", "swin_t", size=224),
 ]
-
-# EfficientNet-B0..B4: our BatchNorm eps is 1e-3 (the paper's TF code); torchvision's (and its
-# PyTorch-trained B0-B4 weights') is 1e-5. See docs/weights.md.
-EFFICIENTNET_B0 = Case("efficientnet_b0", "efficientnet_b0")
-
 
 def _pair(case: Case, tmp_path: Path) -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor]:
     size = (3, case.size, case.size)
@@ -103,19 +100,20 @@ def test_torchvision_weights_give_torchvision_outputs(case: Case, tmp_path: Path
         assert (got - want).abs().max() <= ATTENTION_RTOL * want.abs().max()
 
 
-@pytest.mark.xfail(strict=True, reason="BN eps 1e-3 vs torchvision's 1e-5 for B0-B4")
-def test_efficientnet_b0_matches_torchvision(tmp_path: Path) -> None:
-    want, got = _outputs(EFFICIENTNET_B0, tmp_path)
-    assert (got - want).abs().max() <= 1e-4 * want.abs().max()
+@pytest.mark.parametrize("variant", ["b0", "b3", "b4", "b5", "b6", "b7"])
+def test_efficientnet_bn_follows_torchvision(variant: str) -> None:
+    # torchvision: PyTorch's BN defaults (eps 1e-5, momentum 0.1) for B0-B4, TF's (1e-3, 0.01)
+    # for B5-B7. Compared module by module; built on the meta device (shapes only).
+    with torch.device("meta"):
+        theirs = oracle.build(f"efficientnet_{variant}")
+        ours = create_model(f"efficientnet_{variant}")
 
+    def bn(model: torch.nn.Module) -> dict[str, tuple[float, float]]:
+        return {n: (m.eps, m.momentum) for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
 
-def test_efficientnet_b0_differs_only_by_bn_eps(tmp_path: Path) -> None:
-    theirs, ours, x = _pair(EFFICIENTNET_B0, tmp_path)
-    for m in ours.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.eps = 1e-5
-    with torch.no_grad():
-        assert torch.equal(ours(x), theirs(x))
+    want = bn(theirs)
+    assert bn(ours) == want
+    assert set(want.values()) == ({(1e-5, 0.1)} if variant in ("b0", "b3", "b4") else {(1e-3, 0.01)})
 
 
 def test_resnet50_default_differs_from_torchvision_on_purpose(tmp_path: Path) -> None:

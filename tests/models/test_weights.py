@@ -386,3 +386,104 @@ def test_pretrained_applies_the_files_builder_options(tmp_path: Path) -> None:
     assert model.layer2[0].conv2.stride == (2, 2) and _same(model.state_dict(), state)
     with pytest.raises(CheckpointError, match=r"resnet50-0676ba61\.pth needs stride_in_3x3=True for model 'resnet50', got stride_in_3x3=False"):
         W.pretrained("resnet50", path, stride_in_3x3=False)
+
+
+# --- the weight table on ModelInfo, create_model(weights=...), a new head -------------------
+
+
+def test_model_info_lists_its_weight_files_default_first() -> None:
+    from cnnlab.models import get_model_info
+
+    files = get_model_info("resnet50").weights
+    assert [f.tag for f in files] == ["IMAGENET1K_V2", "IMAGENET1K_V1"] and files[0].default
+    assert files[0].preprocess.resize == 232 and files[0].top1 == 80.858
+    assert get_model_info("lenet5").weights == ()
+
+
+def test_create_model_with_weights_loads_them(tmp_path: Path) -> None:
+    state = _lenet_state(3)
+    torch.save(state, tmp_path / "lenet.pth")
+    assert _same(create_model("lenet5", weights=tmp_path / "lenet.pth").state_dict(), state)
+    with pytest.raises(CheckpointError, match="no weights at"):
+        create_model("lenet5", weights=tmp_path / "nothing.pth")
+
+
+def test_head_keys_are_the_classifiers() -> None:
+    assert W.head_keys(create_model("resnet18", num_classes=7)) == {"fc.weight", "fc.bias"}
+    with torch.device("meta"):  # shapes only (GoogLeNet's truncated-normal init is slow)
+        googlenet = create_model("googlenet", variant="torchvision")
+    aux = W.head_keys(googlenet)
+    assert {"fc.weight", "fc.bias", "aux1.fc2.weight", "aux2.fc2.weight"} <= aux and len(aux) == 6
+
+
+def test_other_num_classes_gives_a_zero_head_and_the_files_backbone(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    state = create_model("resnet18").state_dict()  # 1000 classes, as torchvision publishes
+    torch.save(state, tmp_path / "r18.pth")
+    model = create_model("resnet18", weights=tmp_path / "r18.pth", num_classes=5)
+    got = model.state_dict()
+    assert got["fc.weight"].shape == (5, 512) and not got["fc.weight"].any() and not got["fc.bias"].any()
+    assert all(torch.equal(got[k], v) for k, v in state.items() if not k.startswith("fc."))
+    # The same classes as the file: its head is kept.
+    assert torch.equal(create_model("resnet18", weights=tmp_path / "r18.pth", num_classes=1000).fc.weight, state["fc.weight"])
+
+
+def test_new_head_still_checks_the_backbone(tmp_path: Path) -> None:
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in create_model("resnet34").state_dict().items()}
+    torch.save({k: torch.zeros(shape) for k, shape in shapes.items()}, tmp_path / "r34.pth")
+    with pytest.raises(CheckpointError, match=r"r34\.pth does not fit model resnet18: unexpected layer1\.2"):
+        create_model("resnet18", weights=tmp_path / "r34.pth", num_classes=5)
+
+
+# --- on the command line: one line each, non-zero exit, nothing written ------------------------
+
+
+def test_unknown_tag_names_the_models_tags() -> None:
+    with pytest.raises(CheckpointError, match=r"model 'resnet50' has no weights 'IMAGENET1K_V9'; expected one of torchvision, IMAGENET1K_V1, IMAGENET1K_V2"):
+        create_model("resnet50", weights="IMAGENET1K_V9")
+    with pytest.raises(CheckpointError, match=r"no published weights fit model 'lenet5'"):
+        create_model("lenet5", weights="torchvision")
+
+
+def test_cli_models_weights_table(capsys) -> None:
+    from tests.cli.conftest import run_cli
+
+    code, out, err = run_cli(["models", "resnet50", "--weights", "--format", "csv"], capsys)
+    assert code == 0, err
+    assert "resnet50,IMAGENET1K_V2 *,resnet50-11ad3fa6.pth,80.858,95.434,\"232 -> 224 bilinear, ImageNet mean/std\"" in out
+    assert "resnet50,IMAGENET1K_V1,resnet50-0676ba61.pth" in out
+    code, out, err = run_cli(["models", "lenet5", "--weights"], capsys)
+    assert code == 1 and err.startswith("error: no published weight files fit lenet5")
+
+
+@pytest.mark.slow  # two summaries and the closest-model search: about 8 s
+def test_cli_summary_checks_the_weights(tmp_path: Path, capsys) -> None:
+    from tests.cli.conftest import run_cli
+
+    torch.save(create_model("resnet20").state_dict(), tmp_path / "r20.pth")
+    torch.save(create_model("resnet32").state_dict(), tmp_path / "r32.pth")
+    code, out, err = run_cli(["summary", "resnet20", "--weights", str(tmp_path / "r20.pth"), "--format", "csv"], capsys)
+    assert code == 0 and "all 116 tensors fit resnet20" in err
+    code, out, err = run_cli(["summary", "resnet20", "--weights", str(tmp_path / "r32.pth")], capsys)
+    assert code == 1 and re.match(r"error: \S+r32\.pth does not fit model resnet20: unexpected layer1\.3\.conv1\.weight .*closest registered models by keys and shapes: plain32 \(100%\), resnet32 \(100%\)", err)
+    assert err.count("\n") == 1 and out == ""
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"not a checkpoint", r"junk\.pth is not a PyTorch weights file"),
+    ("resnet20", r"junk\.pth does not fit model lenet5: .*closest registered models by keys and shapes: "),
+])
+def test_cli_train_with_bad_weights_writes_nothing(tmp_path: Path, data_root: Path, capsys, content, message) -> None:
+    from tests.cli.conftest import run_cli
+
+    path = tmp_path / "junk.pth"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(create_model(content).state_dict(), path)
+    run = tmp_path / "run"
+    code, out, err = run_cli(["train", "lenet5", "--data", "mnist", "--weights", str(path), "--train-subset", "100",
+                              "--epochs", "1", "--device", "cpu", "--data-root", str(data_root), "--out", str(run), "-q"], capsys)
+    assert code == 1 and re.match(f"error: .*{message}", err) and err.count("\n") == 1, err
+    assert not run.exists()  # the run folder is created only after the model (and its weights) are ready

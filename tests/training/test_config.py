@@ -38,7 +38,7 @@ def test_parse_setting_converts_to_the_field_type(pair, expected):
         ("gama=0.5", "unknown training setting 'gama'; did you mean gamma?"),
         ("epochs=3.5", "setting epochs expects an integer, got '3.5'"),
         ("epochs=none", "setting epochs expects an integer, got 'none'"),
-        ("amp=maybe", "setting amp expects true or false, got 'maybe'"),
+        ("nesterov=maybe", "setting nesterov expects true or false, got 'maybe'"),
         ("milestones=half", "setting milestones expects comma-separated numbers"),
         ("model_options=[1]", "setting model_options expects a dict"),
         ("gamma", "expected key=value, got 'gamma'"),
@@ -64,9 +64,11 @@ def test_every_field_can_be_parsed():
 def test_choices_are_the_library_constants_and_are_enforced():
     from cnnlab.data.augment_policies import AUTO_AUGMENTS
     from cnnlab.data.stream import DATA_MODES
+    from cnnlab.training.device import AMP_MODES
+    from cnnlab.training.optim import FREEZE
 
     assert CHOICES == {"optimizer": OPTIMIZERS, "schedule": CHOICES["schedule"], "loss": LOSSES, "device": DEVICES,
-                       "data_mode": DATA_MODES, "auto_augment": AUTO_AUGMENTS}
+                       "data_mode": DATA_MODES, "auto_augment": AUTO_AUGMENTS, "freeze": FREEZE, "amp": AMP_MODES}
     for name, allowed in CHOICES.items():
         with pytest.raises(UnknownNameError, match=f"unknown {name} 'nope'; expected one of {', '.join(allowed)}"):
             TrainConfig(**{name: "nope"})

@@ -234,7 +234,7 @@ def tiny_args(data_root: Path, out: Path, *extra: str) -> list[str]:
     return [
         "train", "lenet5", "--data", "mnist", "--data-root", str(data_root), "--train-subset", "256",
         "--val-size", "500", "--epochs", "2", "--batch-size", "32", "--reference-batch", "64", "--threads", "1",
-        "--device", "cpu", "--no-eval-test-every-epoch", "--dist-timeout", str(DIST_TIMEOUT), "--out", str(out), "-q",
+        "--device", "cpu", "--amp", "off", "--no-eval-test-every-epoch", "--dist-timeout", str(DIST_TIMEOUT), "--out", str(out), "-q",
         *extra,
     ]
 
@@ -298,7 +298,7 @@ def runs(data_root, tmp_path_factory):
     threads = torch.get_num_threads()
     try:
         config = build_config("lenet5", "mnist", data_root=str(data_root), train_subset=256, val_size=500, epochs=2,
-                              batch_size=64, threads=1, device="cpu", eval_test_every_epoch=False,
+                              batch_size=64, threads=1, device="cpu", amp="off", eval_test_every_epoch=False,
                               out=str(base / "one-rank"))
         fit(config, quiet=True)
     finally:
@@ -425,7 +425,7 @@ def test_tensorboard_holds_the_metrics_lr_and_images_per_s(patterns, tmp_path, m
 def test_compiled_training_matches_eager(patterns, tmp_path):
     def train(out: str, compile: bool) -> dict:
         config = TrainConfig(model="lenet5", data=patterns, epochs=1, batch_size=10, optimizer="sgd", lr=0.05,
-                             val_size=0, device="cpu", compile=compile, out=str(tmp_path / out))
+                             val_size=0, device="cpu", amp="off", compile=compile, out=str(tmp_path / out))
         fit(config, quiet=True)
         return load_file(tmp_path / out / "last.safetensors")
 

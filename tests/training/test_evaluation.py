@@ -13,7 +13,7 @@ from PIL import Image
 from cnnlab.cli import main
 from cnnlab.data import Batches, load_dataset
 from cnnlab.models import create_model
-from cnnlab.training.checkpoint import save_weights
+from cnnlab.training.checkpoint import TrainingState, save_checkpoint
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.evaluate import evaluate_members, evaluate_runs, metrics_from_probs, per_class_rows, predict_probs
 from cnnlab.training.loop import fit
@@ -40,16 +40,17 @@ def runs(tmp_path_factory) -> tuple[str, list[Path]]:
     mp = pytest.MonkeyPatch()
     mp.setenv("CNNLAB_CACHE", str(base / "cache"))
     data = f"folder:{root}"
-    # One real (tiny) training run; the second member is its folder with other weights, which
-    # is all an ensemble needs and saves a second training.
+    # One real (tiny) training run; the second member is its folder with other weights
+    # committed as a newer checkpoint (what loading reads: the manifest, not the top-level
+    # file), which is all an ensemble needs and saves a second training.
     config = TrainConfig(model="lenet5", data=data, epochs=1, batch_size=36, eval_batch_size=36, optimizer="sgd",
-                         lr=0.05, val_size=0, seed=0, device="cpu", out=str(base / "run0"))
+                         lr=0.05, val_size=0, seed=0, device="cpu", amp="off", out=str(base / "run0"))
     first = fit(config, quiet=True).path
     second = base / "run1"
     shutil.copytree(first, second)
     torch.manual_seed(1)
-    save_weights(create_model("lenet5", num_classes=3, in_chans=3), second / "best.safetensors")
-    (second / "last.safetensors").unlink()
+    other = create_model("lenet5", num_classes=3, in_chans=3)
+    save_checkpoint(second, other, TrainingState(epoch=2), model_name="lenet5", is_best=True)
     out = [first, second]
     yield data, out
     mp.undo()
@@ -59,6 +60,7 @@ def test_ensemble_averages_member_probabilities(runs):
     data, paths = runs
     members = evaluate_members(paths, device="cpu")
     assert [m.name for m in members] == [str(p) for p in paths] + ["ensemble"]
+    assert not torch.allclose(members[0].probs, members[1].probs, atol=1e-3)  # two different members
     assert torch.allclose(members[2].probs, (members[0].probs + members[1].probs) / 2)
     expected = metrics_from_probs(members[2].probs, members[2].labels)
     assert members[2].result.top1_err == expected.top1_err and members[2].result.num_images == 18

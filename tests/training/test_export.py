@@ -128,7 +128,7 @@ FAMILIES = [
     ("googlenet", 64), ("bn_inception", 64), ("inception_v4", None), ("inception_resnet_v1", None),
     ("resnet18", 64), ("resnext50_32x4d", 64), ("seresnet50", 64), ("bit_r50x1", 64), ("densenet121", 64),
     ("prelu_net_a", None), ("efficientnet_b0", 64), ("regnety_4gf", 64), ("convnext_t", 64),
-    ("deit_tiny", None), ("swin_t", None),
+    ("deit_tiny", None), ("swin_t", None), ("airbench94", None),
 ]
 
 

@@ -32,7 +32,10 @@ def _analysis_console() -> Console:
               help="Optimizer state in the training estimate: 0, 1 or 2 values per weight.")
 @click.option("--video", default=None, metavar="WxH@FPS", help="Add the compute a real-time stream needs, e.g. 1920x1080@30.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-def summary_command(model, input_size, depth, batch_size, dtype, optimizer, video, fmt) -> None:
+@click.option("--weights", default=None, metavar="SOURCE",
+              help="Also check that these weights (path, URL, run folder, torchvision) fit MODEL, keys and shapes; "
+                   "the counts are the same with any weights.")
+def summary_command(model, input_size, depth, batch_size, dtype, optimizer, video, fmt, weights) -> None:
     """Per-layer table: output shape, parameters, MACs, activations, receptive field; then totals.
 
     MODEL is a registered name (see `cnnlab models`). Counts are for one image; the model is
@@ -46,6 +49,13 @@ def summary_command(model, input_size, depth, batch_size, dtype, optimizer, vide
     from cnnlab.analysis import summary, video_compute
     from cnnlab.analysis.format import summary_csv, summary_dict, summary_markdown, summary_renderable
 
+    if weights is not None:
+        from cnnlab.models.weights import check_fit
+
+        tensors, row = check_fit(model, weights)
+        detail = f" ({row.tag}, top-1 {row.top1:.2f}%, resize {row.preprocess.resize}, crop {row.preprocess.crop}, " \
+                 f"{row.preprocess.interpolation})" if row else ""
+        click.echo(f"weights {weights}: all {tensors} tensors fit {model}{detail}", err=True)
     try:
         s = summary(model, input_size, batch_size=batch_size, dtype=getattr(torch, dtype), depth=depth, optimizer=optimizer)
         v = video_compute(s, video) if video else None

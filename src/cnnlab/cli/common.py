@@ -38,7 +38,20 @@ def split_option(*, default: str = "test", help: str = "Dataset split.") -> Call
 
 
 def weights_option(*, default: str = "best", help: str = "The run's best (validation) or last weights.") -> Callable:
-    return click.option("--weights", type=click.Choice(WEIGHTS), default=default, show_default=True, help=help)
+    # --checkpoint names a run's own file; --weights, its old spelling, still works here.
+    # (`train` and `predict` take --weights SOURCE: a file, URL, run folder or "torchvision".)
+    return click.option("--checkpoint", "--weights", "weights", type=click.Choice(WEIGHTS), default=default,
+                        show_default=True, help=help)
+
+
+def weights_source_option(*, help: str = "Weights to use: a .pth/.safetensors path, URL, run folder, or torchvision "
+                                          "(the model's default published file).") -> Callable:
+    return click.option("--weights", "weights", default=None, metavar="SOURCE", help=help)
+
+
+def checkpoint_option() -> Callable:
+    return click.option("--checkpoint", type=click.Choice(WEIGHTS), default=None,
+                        help="A run's best (validation) or last weights.  [default: best]")
 
 
 def invert_option(*, default: str = "auto",

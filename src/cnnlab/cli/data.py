@@ -30,7 +30,10 @@ def data_group() -> None:
 @click.option("--data-root", type=click.Path(file_okay=False), help="Data root (else $CNNLAB_DATA, else ~/.cache/cnnlab).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the order images are packed in.")
 def pack_command(dataset, out, shard_size, data_root, seed) -> None:
-    """Pack image-folder DATASET (imagenet, imagenette, folder:PATH) into WebDataset tar shards."""
+    """Pack image-folder DATASET (imagenet, imagenette, folder:PATH) into WebDataset tar shards.
+
+    Train on them with --data shards:OUT (streamed when they do not fit the memory budget, or
+    with --data-mode stream): each rank reads its own share of the shards."""
     from cnnlab.data.shards import pack
     from cnnlab.data.stream import format_size, parse_size
 

@@ -7,12 +7,22 @@ from pathlib import Path
 
 import click
 
-from cnnlab.cli.common import cli, console, device_option, invert_option, print_table, split_option, weights_option
+from cnnlab.cli.common import (
+    checkpoint_option,
+    cli,
+    console,
+    device_option,
+    invert_option,
+    print_table,
+    split_option,
+    weights_option,
+    weights_source_option,
+)
 from cnnlab.data.tta import TTA_MODES
 from cnnlab.training.evaluate import confusion_rows, evaluate_members, per_class_rows
 from cnnlab.training.predict import predict_images
 from cnnlab.errors import CnnlabError
-from cnnlab.training.run import load_run
+from cnnlab.training.run import Run
 
 
 def check_writable_file(path: Path) -> None:
@@ -39,12 +49,17 @@ def check_writable_file(path: Path) -> None:
 @click.option("--per-class", is_flag=True, help="Also print per-class accuracy and the confusion table.")
 @click.option("--confusion", "confusion_png", type=click.Path(dir_okay=False), default=None,
               help="Write the confusion matrix heat map (of the ensemble, or the only run) to this PNG.")
-def eval_cmd(runs, data, split, data_root, device, batch_size, tta, weights, per_class, confusion_png) -> None:
+@click.option("--stream/--no-stream", default=None,
+              help="Decode the images file by file in worker processes (--no-stream: all in memory).  "
+                   "[default: streamed when the split does not fit the run's memory budget or the run was trained streamed]")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Streaming: image-decoding worker processes.  [default: half the cores, 1 to 8]")
+def eval_cmd(runs, data, split, data_root, device, batch_size, tta, weights, per_class, confusion_png, stream, workers) -> None:
     """Top-1/top-5 error of one run, or of several runs and their ensemble (averaged probabilities)."""
     if confusion_png:
         check_writable_file(Path(confusion_png))  # before minutes of evaluation, not after
     members = evaluate_members(list(runs), data=data, split=split, data_root=data_root, device=device,
-                               batch_size=batch_size, tta=tta, weights=weights)
+                               batch_size=batch_size, tta=tta, weights=weights, stream=stream, workers=workers)
     report = [(m.name, m.result) for m in members]
     rows = [[name, f"{r.top1_err:.2%}", f"{r.top5_err:.2%}", f"{r.loss:.4f}", f"{r.num_images:,}"] for name, r in report]
     title = f"{split} split" + (f", TTA {tta}" if tta != "none" else "")
@@ -66,16 +81,27 @@ def eval_cmd(runs, data, split, data_root, device, batch_size, tta, weights, per
 
 
 @cli.command()
-@click.argument("run", type=click.Path())
+@click.argument("run", metavar="RUN|MODEL|FILE.onnx", type=click.Path())
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--top", "-k", default=5, type=click.IntRange(min=1), show_default=True, help="Classes to show per image.")
 @invert_option()
-@weights_option()
-def predict(run, images, top, invert, weights) -> None:
-    """Classify image files (PNG, JPEG, ...) with a trained run; prints the top classes."""
-    loaded = load_run(run, weights=weights)
+@weights_source_option(help="A MODEL's weights (a .pth/.safetensors path, URL, run folder, or torchvision), fed "
+                            "with their own preprocessing; for a RUN, weights to load instead of its own (best/last: --checkpoint).")
+@checkpoint_option()
+def predict(run, images, top, invert, weights, checkpoint) -> None:
+    """Classify image files (PNG, JPEG, ...) with a trained run, a registered model with --weights,
+    or an ONNX file (onnxruntime); prints the top classes."""
+    from cnnlab.training.predict import open_predictor, predict_with
+
+    loaded = open_predictor(run, weights=weights, checkpoint=checkpoint)
+    paths = [Path(i) for i in images]
+    if isinstance(loaded, Run):
+        predictions = predict_images(loaded, paths, k=top, invert=invert)
+    else:
+        click.echo(f"{loaded.label}: preprocessing from {loaded.note}", err=True)
+        predictions = predict_with(loaded, paths, k=top)
     out = console()
-    for p in predict_images(loaded, [Path(i) for i in images], k=top, invert=invert):
+    for p in predictions:
         if p.mismatch:
             click.echo(f"warning: {p.path}: {p.mismatch}", err=True)
         out.print(f"[bold]{p.path}[/bold]")

@@ -14,13 +14,18 @@ from cnnlab.errors import CnnlabError
 @click.argument("pattern", default="*")
 @click.option("--macs/--no-macs", default=True, help="Count MACs at each model's input size (meta device, no weights).")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv"]), default="table")
-def models(pattern: str, macs: bool, fmt: str) -> None:
+@click.option("--weights", "weights", is_flag=True,
+              help="List the published weight files that fit the models (file, top-1, preprocessing) instead.")
+def models(pattern: str, macs: bool, fmt: str, weights: bool) -> None:
     """List registered models matching PATTERN (shell-style: 'resnet*') with parameters and MACs."""
     from cnnlab.models import get_model_info, list_models
 
     names = list_models(pattern)
     if not names:
         raise CnnlabError(f"no model matches {pattern!r}; run `cnnlab models` to list all")
+    if weights:
+        _weights_table(names, fmt)
+        return
     rows = []
     with Progress(TextColumn("counting {task.fields[name]}"), BarColumn(), MofNCompleteColumn(),
                   console=Console(stderr=True), transient=True) as progress:
@@ -73,3 +78,32 @@ def _count(name: str, input_size, with_macs: bool) -> tuple[int, str]:
     with torch.device("meta"):
         model = create_model(name)
     return sum(p.numel() for p in model.parameters()), ""
+
+
+def preprocess_text(pre) -> str:
+    """'232 -> 224 bilinear, ImageNet mean/std' (other statistics written out)."""
+    from cnnlab.models.weight_files import IMAGENET_MEAN, IMAGENET_STD
+
+    def triple(v):
+        return "/".join(f"{x:g}" for x in v)
+
+    stats = ("ImageNet mean/std" if (tuple(pre.mean), tuple(pre.std)) == (IMAGENET_MEAN, IMAGENET_STD)
+             else f"mean {triple(pre.mean)}, std {triple(pre.std)}")
+    return f"{pre.resize} -> {pre.crop} {pre.interpolation}, {stats}"
+
+
+def _weights_table(names: list[str], fmt: str) -> None:
+    from cnnlab.models import get_model_info
+
+    rows = []
+    for name in names:
+        for f in get_model_info(name).weights:
+            options = ", ".join(f"{k}={v!r}" for k, v in f.options.items())
+            rows.append([name, f.tag + (" *" if f.default else ""), f.file_name, f"{f.top1:.3f}", f"{f.top5:.3f}",
+                         preprocess_text(f.preprocess), options])
+    if not rows:
+        raise CnnlabError(f"no published weight files fit {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}; "
+                          "`cnnlab models --weights` lists the models that have some")
+    headers = ["model", "weights", "file", "top-1 %", "top-5 %", "resize -> crop", "builder options"]
+    print_table(headers, rows, fmt, title=f"{len(rows)} weight files (torchvision 0.28; * = the default, what --weights torchvision picks)",
+                right=("top-1 %", "top-5 %"))

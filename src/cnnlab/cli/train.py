@@ -32,6 +32,10 @@ HELP: dict[str, str] = {
     "data_root": "Data root (else $CNNLAB_DATA, else ~/.cache/cnnlab).",
     "val_size": "Validation images held out of the training split.  [default: the dataset's]",
     "train_subset": "Train on a seeded random subset of this many training images.",
+    "weights": "Start from these weights: a .pth/.safetensors path, URL, run folder, or torchvision (the model's default published file).",
+    "num_classes": "Classes of the model: auto (the dataset's); another number than the weights' gives a new, zero classifier.",
+    "freeze": "backbone: train only the classifier (linear probe; the frozen backbone stays in eval mode, BN statistics kept).",
+    "backbone_lr_scale": "Fine-tuning: the backbone's learning rate as a fraction of the head's, e.g. 0.1.",
     "epochs": "Passes over the training split.",
     "batch_size": "Training images per step.",
     "eval_batch_size": "Images per batch when evaluating.",
@@ -53,6 +57,7 @@ HELP: dict[str, str] = {
     "memory_budget": "Memory the in-memory path may use, e.g. 8GB.  [default: a quarter of RAM]",
     "workers": "Streaming: image-decoding worker processes.  [default: half the cores, 1 to 8]",
     "crop_size": "Training crop side of the ImageNet presets.  [default: 224; streaming: the model's input]",
+    "image_size": "Resize the dataset's images (shorter side, centre crop) to this side, for a model built for another size.",
     "auto_augment": "trivialaugment: one random operation per training image (TrivialAugment wide).",
     "random_erase": "Probability of erasing a random rectangle of each training image.",
     "mixup_alpha": "Mixup's Beta(alpha, alpha); 0: off.",
@@ -64,9 +69,9 @@ HELP: dict[str, str] = {
     "pad": "Zero padding of input images.  [default: what fits the model's input size]",
     "seed": "Seed of initialisation, hold-out, subset and batch order.",
     "device": "Device (auto: CUDA, else MPS, else CPU).",
-    "threads": "CPU threads for torch (default: one per core).",
-    "amp": "bf16 autocast.",
-    "channels_last": "Channels-last memory format.",
+    "threads": "CPU threads for torch.  [default: one per idle core]",
+    "amp": "Mixed precision: auto (bf16/fp16 where native and measured faster), on, off (fp32); --amp alone: on.  [default: auto]",
+    "channels_last": "Channels-last memory format.  [default: whichever a short probe measures faster]",
     "deterministic": "Deterministic kernels (exact resume on GPU).",
     "accum_steps": "Gradient accumulation: micro-batches per optimizer step.",
     "reference_batch": "Global batch the lr is given for; another global batch scales lr (linear scaling rule).",
@@ -80,6 +85,23 @@ HELP: dict[str, str] = {
 OWN_OPTIONS = ("model", "data", "model_options", "recipe")  # settings with an argument of their own
 
 
+class _AutoCount(click.ParamType):
+    """A positive integer, or "auto" (None: let the library decide)."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if value is None or (isinstance(value, str) and value.lower() == "auto"):
+            return None
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            self.fail(f"expected a number of classes or auto, got {value!r}", param, ctx)
+
+
+_AUTO_COUNT = _AutoCount()
+
+
 def setting_option(name: str) -> Callable:
     """The click option of TrainConfig field ``name``: its type from the dataclass, its
     choices from the library; None (not given) leaves the recipe's value."""
@@ -87,6 +109,10 @@ def setting_option(name: str) -> Callable:
     kind = setting_types()[name]
     if isinstance(kind, types.UnionType):  # int | None: an int flag, left out for None
         kind = next(a for a in kind.__args__ if a is not type(None))
+    if name == "num_classes":  # "auto" (None): the dataset's
+        return click.option(flag, type=_AUTO_COUNT, metavar="N|auto", help=HELP[name])
+    if name == "amp":  # once a bool flag: a bare --amp still means on
+        return click.option(flag, type=click.Choice(CHOICES[name]), is_flag=False, flag_value="on", help=HELP[name])
     if name in CHOICES:
         return click.option(flag, type=click.Choice(CHOICES[name]), help=HELP[name])
     if kind is bool:

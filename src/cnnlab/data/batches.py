@@ -22,7 +22,83 @@ from cnnlab.data.sharding import epoch_order, rank_part
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
-class Batches:
+def prepare_batch(images: torch.Tensor, *, dtype: torch.dtype, pad: int, augment: Augment | None,
+                  generator: torch.Generator, mean: torch.Tensor, std: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """uint8 (B, C, H, W) on the device -> padded, augmented, normalised float batch: the last
+    step of the image policy, the same for every batch iterator (memory, files, shards)."""
+    x = images.to(dtype).div_(255.0)
+    if pad:
+        x = F.pad(x, (pad,) * 4)
+    if augment is not None:
+        x = augment(x, generator)
+    x = normalise(x, mean, std)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def check_plan(batch_size: int, *, rank: int, world_size: int, shuffle: bool, seed: int | None) -> None:
+    """The arguments every batch iterator checks (a programming error, not a user's)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+    if shuffle and world_size > 1 and seed is None:
+        raise ValueError("shuffled batches of a distributed run need seed= (the same order on every rank)")
+
+
+class BatchPlan:
+    """How a pass over ``_total()`` images is cut into this rank's batches: the counting the
+    in-memory :class:`Batches` and the streaming ``StreamBatches`` share (one home for it).
+    Subclasses set ``batch_size``, ``shuffle``, ``drop_last``, ``rank``, ``world_size``,
+    ``epoch`` and what :meth:`prepare` reads, and give ``_total`` and ``indices``."""
+
+    batch_size: int
+    shuffle: bool
+    drop_last: bool
+    rank: int
+    world_size: int
+    epoch: int
+
+    def _total(self) -> int:
+        raise NotImplementedError
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use epoch ``epoch``'s order (0-based) for the next pass (with ``seed``)."""
+        self.epoch = epoch
+
+    def _count(self, n: int) -> int:
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __len__(self) -> int:
+        """Batches this rank yields per pass."""
+        if self.shuffle:
+            return self._count(self._total() // self.world_size)
+        return len(range(self.rank, self._count(self._total()), self.world_size))
+
+    @property
+    def num_images(self) -> int:
+        """Images this rank yields per pass."""
+        if self.shuffle:
+            n = self._total() // self.world_size
+            return len(self) * self.batch_size if self.drop_last else n
+        return sum(len(r) for r in self._slices())
+
+    def _slices(self) -> list[range]:
+        """Unshuffled (evaluation): the single-process batches ``rank, rank + world_size, ...``."""
+        n, size = self._total(), self.batch_size
+        return [range(b * size, min((b + 1) * size, n)) for b in range(self.rank, self._count(n), self.world_size)]
+
+    def _eval_indices(self) -> torch.Tensor:
+        return torch.cat([torch.arange(r.start, r.stop) for r in self._slices()] or [torch.zeros(0, dtype=torch.int64)])
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, C, H, W) -> padded, augmented, normalised float batch."""
+        return prepare_batch(images, dtype=self.dtype, pad=self.pad, augment=self.augment, generator=self.generator,
+                             mean=self.mean, std=self.std, channels_last=self.channels_last)
+
+
+class Batches(BatchPlan):
     """Iterate over ``dataset`` in batches of float tensors ready for the model.
 
     ``pad`` adds zeros around each image (LeNet-5's 32x32 input from MNIST's 28x28: pad 2).
@@ -56,12 +132,7 @@ class Batches:
         world_size: int = 1,
         seed: int | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
-        if shuffle and world_size > 1 and seed is None:
-            raise ValueError("shuffled batches of a distributed run need seed= (the same order on every rank)")
+        check_plan(batch_size, rank=rank, world_size=world_size, shuffle=shuffle, seed=seed)
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.epoch = 0
         self.device = torch.device(device)
@@ -78,37 +149,15 @@ class Batches:
         self.mean = torch.tensor(dataset.mean, device=self.device, dtype=dtype).view(1, -1, 1, 1)
         self.std = torch.tensor(dataset.std, device=self.device, dtype=dtype).view(1, -1, 1, 1)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use epoch ``epoch``'s order (0-based) for the next pass (with ``seed``)."""
-        self.epoch = epoch
-
-    def _count(self, n: int) -> int:
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __len__(self) -> int:
-        """Batches this rank yields per pass."""
-        if self.shuffle:
-            return self._count(len(self.images) // self.world_size)
-        return len(range(self.rank, self._count(len(self.images)), self.world_size))
-
-    @property
-    def num_images(self) -> int:
-        """Images this rank yields per pass."""
-        if self.shuffle:
-            n = len(self.images) // self.world_size
-            return len(self) * self.batch_size if self.drop_last else n
-        return sum(len(r) for r in self._slices())
+    def _total(self) -> int:
+        return len(self.images)
 
     def indices(self) -> torch.Tensor:
         """The dataset positions this rank yields in one pass, in order (int64, CPU)."""
         if self.shuffle:
             part = self._shuffled_part()
             return part[: self.num_images].cpu()
-        return torch.cat([torch.arange(r.start, r.stop) for r in self._slices()] or [torch.zeros(0, dtype=torch.int64)])
-
-    def _slices(self) -> list[range]:
-        n, size = len(self.images), self.batch_size
-        return [range(b * size, min((b + 1) * size, n)) for b in range(self.rank, self._count(n), self.world_size)]
+        return self._eval_indices()
 
     def _shuffled_part(self) -> torch.Tensor:
         n = len(self.images)
@@ -117,18 +166,6 @@ class Batches:
         else:
             order = torch.randperm(n, generator=self.generator)
         return rank_part(order, rank=self.rank, world_size=self.world_size, drop_last=True).to(self.device)
-
-    def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, C, H, W) -> padded, augmented, normalised float batch."""
-        x = images.to(self.dtype).div_(255.0)
-        if self.pad:
-            x = F.pad(x, (self.pad,) * 4)
-        if self.augment is not None:
-            x = self.augment(x, self.generator)
-        x = normalise(x, self.mean, self.std)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if not self.shuffle:

@@ -16,9 +16,16 @@ dependencies for a reader of a hundred lines.
 
 Rank ``r`` of ``W``, epoch ``e``: the shards in ``epoch_order(shards, seed, e)`` (unshuffled
 for evaluation) form one sequence of records, of which rank r reads the r-th contiguous
-share (``shard_sizes``): its own shards, plus at most a part of one at each end. Training
-shuffles within a buffer of ``SHUFFLE_BUFFER`` records. A shard that is shorter than its
-index says, or that ends inside a record, stops the run with one line naming it.
+share (``shard_sizes``): its own shards, plus at most a part of one at each end; its DataLoader
+workers split that share again into contiguous parts (``worker_parts``), and the main process
+cuts what they decode into batches of exactly ``batch_size`` records, so every rank takes the
+same number of steps. Training shuffles within a buffer of ``SHUFFLE_BUFFER`` records. A
+shard that is shorter than its index says, or that ends inside a record, stops the run with
+one line naming it.
+
+``--data shards:DIR`` trains on a pack: in memory when it fits the memory budget (small packs),
+else streamed through the normal loop (``ShardSplit``, ``shard_splits``; chosen by
+``cnnlab.data.stream.plan_data``).
 """
 
 from __future__ import annotations
@@ -34,10 +41,9 @@ from typing import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from cnnlab.data.batches import BatchPlan, check_plan
 from cnnlab.data.files import atomic_write_text
-from cnnlab.data.image import normalise
 from cnnlab.data.sharding import epoch_order, shard_sizes
 from cnnlab.errors import CnnlabError, DataError
 
@@ -202,8 +208,24 @@ def rank_ranges(counts: tuple[int, ...], order: list[int], *, rank: int, world_s
     return pieces
 
 
+def worker_parts(pieces: list[tuple[int, int, int]], *, worker: int, workers: int) -> list[tuple[int, int, int]]:
+    """DataLoader worker ``worker``'s contiguous share of a rank's records (the ``pieces``
+    taken as one sequence), so each worker reads sequentially, the shares add up to the
+    rank's records exactly, and their sizes depend on the rank's count alone (equal on
+    every rank of a training epoch)."""
+    total = sum(b - a for _, a, b in pieces)
+    lo, hi = total * worker // workers, total * (worker + 1) // workers
+    mine, offset = [], 0
+    for shard, a, b in pieces:
+        x, y = max(lo, offset), min(hi, offset + b - a)
+        if x < y:
+            mine.append((shard, a + x - offset, a + y - offset))
+        offset += b - a
+    return mine
+
+
 class _ShardStream(torch.utils.data.IterableDataset):
-    """The records of this epoch's pieces, split between DataLoader workers by piece-parts."""
+    """The records of this epoch's pieces, one item per record (None for a corrupt image)."""
 
     def __init__(self, shards: ShardSet, transform) -> None:
         self.shards, self.transform = shards, transform
@@ -214,13 +236,7 @@ class _ShardStream(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        # Each worker takes an equal contiguous part of each piece: sequential reads.
-        mine = []
-        for shard, a, b in self.pieces:
-            n = b - a
-            lo, hi = a + n * wid // nw, a + n * (wid + 1) // nw
-            if lo < hi:
-                mine.append((shard, lo, hi))
+        mine = worker_parts(self.pieces, worker=wid, workers=nw)
         rng = np.random.default_rng(None if self.shuffle_seed is None else self.shuffle_seed + wid)
         buffer: list = []
         for shard, lo, hi in mine:
@@ -254,24 +270,36 @@ def _collate(items):
     images = torch.stack([it[0] for it in good]) if good else torch.zeros(0, dtype=torch.uint8)
     labels = torch.tensor([it[1] for it in good], dtype=torch.int64)
     keys = torch.tensor([it[2] for it in good], dtype=torch.int64)
-    return images, labels, keys, bad, fatal
+    # Where each readable image sits among the hand-over's records (the batches are cut by record).
+    slots = torch.tensor([i for i, it in enumerate(x for x in items if not x[4]) if it[0] is not None], dtype=torch.int64)
+    return images, labels, keys, slots, bad, fatal, len(items) - len(fatal)
 
 
-class ShardBatches:
+class ShardBatches(BatchPlan):
     """Batches read from tar shards by DataLoader workers: the batch protocol of
-    ``cnnlab.data.Batches`` (``len``, ``num_images``, ``set_epoch``, ``indices``), for rank
-    ``rank`` of ``world_size``. ``mean``/``std`` normalise; ``augment`` runs on the batch."""
+    ``cnnlab.data.Batches`` (``len``, ``num_images``, ``set_epoch``, ``indices``,
+    ``batch_size``), for rank ``rank`` of ``world_size``. ``mean``/``std`` normalise;
+    ``augment`` runs on the batch, on ``device``.
+
+    Workers hand over what they decoded; this process cuts it into batches of exactly
+    ``batch_size`` records (the last one shorter), counting a skipped corrupt image as a
+    record, so the number of batches is ``ceil(records / batch_size)`` on every rank
+    whatever the workers and the damage (DDP needs equal steps), and every batch but the
+    last is whole unless an image in it could not be read."""
 
     def __init__(self, shards: ShardSet, batch_size: int, *, transform, mean, std, device="cpu", shuffle: bool = False,
                  augment=None, generator: torch.Generator | None = None, workers: int = 1, rank: int = 0,
-                 world_size: int = 1, seed: int = 0, pad: int = 0, quiet: bool = False) -> None:
-        self.shards, self.batch_size, self.shuffle = shards, batch_size, shuffle
+                 world_size: int = 1, seed: int = 0, pad: int = 0, dtype: torch.dtype = torch.float32,
+                 channels_last: bool = False, quiet: bool = False) -> None:
+        check_plan(batch_size, rank=rank, world_size=world_size, shuffle=shuffle, seed=seed)
+        self.shards, self.batch_size, self.shuffle, self.drop_last = shards, batch_size, shuffle, False
         self.device = torch.device(device)
         self.augment, self.pad, self.quiet = augment, pad, quiet
+        self.dtype, self.channels_last = dtype, channels_last
         self.generator = generator if generator is not None else torch.Generator()
         self.rank, self.world_size, self.seed, self.epoch = rank, world_size, seed, 0
-        self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
+        self.mean = torch.tensor(mean, device=self.device, dtype=dtype).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=self.device, dtype=dtype).view(1, -1, 1, 1)
         self.skipped: list[tuple[int, str]] = []
         self._stream = _ShardStream(shards, transform)
         self._loader = torch.utils.data.DataLoader(
@@ -279,9 +307,6 @@ class ShardBatches:
             pin_memory=self.device.type == "cuda", persistent_workers=False,
         )
         self._keys: list[int] = []
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def pieces(self) -> list[tuple[int, int, int]]:
         n = len(self.shards.counts)
@@ -293,38 +318,170 @@ class ShardBatches:
         return sum(b - a for _, a, b in self.pieces())
 
     def __len__(self) -> int:
-        # Workers each end with a part batch, so count per worker (an upper bound is not enough: DDP needs it exact).
-        workers = max(1, self._loader.num_workers)
-        total = 0
-        for w in range(workers):
-            n = sum((b - a) * (w + 1) // workers - (b - a) * w // workers for _, a, b in self.pieces())
-            total += -(-n // self.batch_size)
-        return total
+        return -(-self.num_images // self.batch_size)
 
     def indices(self) -> torch.Tensor:
         """Keys (positions in the packed split) of the images yielded in the last pass."""
         return torch.tensor(self._keys, dtype=torch.int64)
+
+    def _raw(self):
+        """(uint8 images, labels, keys, slots, records) as the workers hand them over."""
+        for images, labels, keys, slots, bad, fatal, records in self._loader:
+            if fatal:
+                raise DataError(fatal[0])
+            self.skipped.extend(bad)
+            if bad and not self.quiet:
+                print(f"skipped {len(bad)} unreadable image(s) in the shards (first: record {bad[0][0]}: {bad[0][1]})", file=sys.stderr)
+            yield images, labels, keys, slots, records
 
     def __iter__(self):
         self._stream.pieces = self.pieces()
         self._stream.shuffle_seed = int(torch.randint(0, 2**62, (1,), generator=self.generator)) if self.shuffle else None
         self._stream.crop_seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
         self._keys = []
-        for images, labels, keys, bad, fatal in self._loader:
-            if fatal:
-                raise DataError(fatal[0])
-            self.skipped.extend(bad)
-            if bad and not self.quiet:
-                print(f"skipped {len(bad)} unreadable image(s) in the shards (first: record {bad[0][0]}: {bad[0][1]})", file=sys.stderr)
-            if len(labels) == 0:
-                continue
-            self._keys.extend(keys.tolist())
-            x = images.to(self.device).float().div_(255.0)
-            if self.pad:
-                x = F.pad(x, (self.pad,) * 4)
-            if self.augment is not None:
-                x = self.augment(x, self.generator)
-            yield normalise(x, self.mean, self.std), labels.to(self.device)
+        parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        slots = 0  # records in `parts`, readable or not
+        for images, labels, keys, where, records in self._raw():
+            offset = 0
+            while offset < records:  # cut at record counts, so skipped images never shift the batches
+                take = min(records - offset, self.batch_size - slots)
+                good = (where >= offset) & (where < offset + take)  # the readable ones of these records
+                parts.append((images[good], labels[good], keys[good]))
+                slots, offset = slots + take, offset + take
+                if slots == self.batch_size:
+                    yield from self._emit(parts)
+                    parts, slots = [], 0
+        if slots:
+            yield from self._emit(parts)
+
+    def _emit(self, parts):
+        labels = torch.cat([p[1] for p in parts])
+        if len(labels) == 0:
+            if self.world_size > 1:  # every rank must take the same steps
+                raise DataError(f"a whole batch of {self.batch_size} records in the shards could not be read")
+            return
+        self._keys.extend(torch.cat([p[2] for p in parts]).tolist())
+        images = torch.cat([p[0] for p in parts if len(p[1])]).to(self.device)  # a hand-over of only bad records has no image shape
+        yield self.prepare(images), labels.to(self.device)
+
+
+# --- a packed folder streamed through the training loop ------------------------------------
+
+STATS_SAMPLE = 500  # records decoded to estimate a streamed pack's mean and std
+HEADER_SAMPLE = 64  # records whose image header sizes the decoded pack
+
+
+@dataclass(frozen=True)
+class ShardSplit:
+    """A split of a pack as the training loop holds it when streaming: the attributes of an
+    ``ImageDataset`` that training and the run folder use (``name``, ``classes``, ``mean``,
+    ``std``, ``image_size`` of the batches), no pixels."""
+
+    name: str
+    split: str
+    shards: ShardSet
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    image_size: tuple[int, int, int]  # (channels, size, size) of the batches
+    source: str = ""
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.shards.classes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+
+def shard_split(folder: str | os.PathLike, split: str, *, mean, std, image_size) -> ShardSplit:
+    """One split of a pack for evaluating a trained model, with the run's normalisation and
+    batch size: ``test``, or ``train`` / ``trainval`` (a pack holds no hold-out)."""
+    if split not in ("train", "trainval", "test"):
+        raise CnnlabError(f"a shard pack has the splits train and test, not {split!r}")
+    folder = Path(folder).expanduser()
+    shards = open_shards(folder, "test" if split == "test" else "train")
+    return ShardSplit(f"shards:{folder}", split, shards, tuple(mean), tuple(std), tuple(image_size), f"{folder}/{shards.split}-*.tar")
+
+
+def _first_records(shards: ShardSet, k: int) -> Iterator[bytes]:
+    """The image bytes of the first ``k`` records of the split, in pack order (which is a
+    seeded random order of the images, so a fair sample)."""
+    left = k
+    for file, count in zip(shards.files, shards.counts):
+        if left <= 0:
+            return
+        for _, data, _ in iter_records(shards.folder / file, 0, min(count, left)):
+            yield data
+        left -= min(count, left)
+
+
+def sample_headers(shards: ShardSet, k: int = HEADER_SAMPLE) -> list[tuple[int, int, str]]:
+    """(width, height, mode) of the first ``k`` readable records' images (headers only)."""
+    from PIL import Image
+
+    out = []
+    for data in _first_records(shards, k):
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                out.append((im.width, im.height, im.mode))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # Pillow's ways to refuse a file
+            continue  # an unreadable record: left out of the estimate
+    return out
+
+
+def decoded_bytes(folder: str | os.PathLike) -> tuple[int, int]:
+    """(images, bytes) the in-memory path would hold for a pack's train + test splits: the
+    record count times the decoded size of a sample of headers (as for image folders)."""
+    images = nbytes = 0
+    for split in ("train", "test"):
+        shards = open_shards(Path(folder).expanduser(), split)
+        headers = sample_headers(shards)
+        if not headers:
+            raise DataError(f"{folder} {split}: none of the first {min(len(shards), HEADER_SAMPLE)} records is a readable image")
+        channels = 1 if all(m in ("L", "1") for *_, m in headers) else 3
+        side = int(np.median([min(w, h) for w, h, _ in headers]))
+        sizes = {(w, h) for w, h, _ in headers}
+        w, h = next(iter(sizes))
+        pixels = w * h if len(sizes) == 1 else side * side
+        images += len(shards)
+        nbytes += len(shards) * channels * pixels
+    return images, nbytes
+
+
+def shard_splits(folder: str | os.PathLike, *, size: int, val_size: int = 0) -> tuple[ShardSplit, ShardSplit, ShardSplit]:
+    """(train, val, test) of a pack for streaming, batches of ``size`` x ``size``. A pack has
+    a train and a test split; holding validation images out of it would take a second pass
+    over the shards, so ``val_size`` must be 0 (pack the hold-out as its own folder)."""
+    from cnnlab.data.datasets import channel_stats
+    from cnnlab.data.stream import eval_transform
+
+    if val_size:
+        raise CnnlabError(f"val_size must be 0 when streaming tar shards (got {val_size}): a pack holds train and test only")
+    folder = Path(folder).expanduser()
+    train, test = open_shards(folder, "train"), open_shards(folder, "test")
+    headers = sample_headers(train)
+    channels = 1 if headers and all(m in ("L", "1") for *_, m in headers) else 3
+    crops = []
+    small = eval_transform(64, channels=channels)  # the statistics of centre crops, as for streamed folders
+    for data in _first_records(train, STATS_SAMPLE):
+        try:
+            crops.append(small.decode_bytes(data, 0))
+        except DataError:  # an unreadable record does not count
+            continue
+    if not crops:
+        raise DataError(f"{folder}: none of the first {min(len(train), STATS_SAMPLE)} training records could be decoded")
+    mean, std = channel_stats(torch.stack(crops))
+    name = f"shards:{folder}"
+
+    def split(shards: ShardSet, which: str) -> ShardSplit:
+        return ShardSplit(name, which, shards, mean, std, (channels, size, size), f"{folder}/{which}-*.tar")
+
+    empty = ShardSet(folder, "val", (), (), train.classes)
+    return split(train, "train"), split(empty, "val"), split(test, "test")
 
 
 # --- a packed folder as a dataset: ``shards:PATH`` ------------------------------------------

@@ -37,11 +37,15 @@ from typing import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from cnnlab.data.batches import Augment
+from cnnlab.data.batches import Augment, BatchPlan, check_plan
 from cnnlab.data.datasets import DatasetSpec, get_dataset_spec
-from cnnlab.data.image import decode_image, decode_upload, normalise
+from cnnlab.data.image import (
+    decode_image,
+    decode_upload,
+    resize_and_crop,
+    to_uint8_tensor,
+)
 from cnnlab.data.root import data_root
 from cnnlab.data.sharding import epoch_order, rank_part
 from cnnlab.errors import CnnlabError, DataError
@@ -129,7 +133,7 @@ def list_files(name: str, root: str | os.PathLike | None, split: str) -> tuple[l
     spec = get_dataset_spec(name)
     if spec.files is None:
         raise DataError(
-            f"{name} cannot be streamed: only image-folder datasets (imagenet, imagenette, folder:PATH) have files "
+            f"{name} cannot be streamed: only image-folder datasets (imagenet, imagenette, folder:PATH) and shard packs (shards:PATH) have files "
             f"to stream; use data_mode=memory"
         )
     root_path = data_root(root)
@@ -195,7 +199,10 @@ def plan_data(name: str, root: str | os.PathLike | None, *, mode: str = "auto", 
     spec: DatasetSpec = get_dataset_spec(name)
     if mode == "memory":
         return DataPlan("memory", "in memory (data_mode=memory)")
-    if spec.files is None:
+    shards = name.startswith("shards:")
+    if shards and mode == "stream":
+        return DataPlan("stream", "streamed from tar shards, each rank reading its own share (data_mode=stream)")
+    if spec.files is None and not shards:
         if mode == "stream":
             list_files(name, root, "train")  # raises the one-line reason
         return DataPlan("memory", "in memory (not an image-folder dataset)")
@@ -203,10 +210,16 @@ def plan_data(name: str, root: str | os.PathLike | None, *, mode: str = "auto", 
         return DataPlan("stream", "streamed from image files (data_mode=stream)")
     budget = parse_size(memory_budget) if memory_budget else int(MEMORY_FRACTION * total_ram())
     why = f"memory_budget {memory_budget}" if memory_budget else f"{MEMORY_FRACTION:.0%} of {format_size(total_ram())} RAM"
-    n, nbytes = estimate_decoded_bytes(name, root)
+    if shards:
+        from cnnlab.data.shards import decoded_bytes
+
+        n, nbytes = decoded_bytes(name[len("shards:"):])
+    else:
+        n, nbytes = estimate_decoded_bytes(name, root)
     if nbytes <= budget:
         return DataPlan("memory", f"in memory: {n:,} images decode to ~{format_size(nbytes)}, within the budget {format_size(budget)} ({why})")
-    return DataPlan("stream", f"streamed: {n:,} images decode to ~{format_size(nbytes)}, over the budget {format_size(budget)} ({why})")
+    source = "tar shards, each rank reading its own share" if shards else "image files"
+    return DataPlan("stream", f"streamed from {source}: {n:,} images decode to ~{format_size(nbytes)}, over the budget {format_size(budget)} ({why})")
 
 
 def _file_stats(dataset: FileDataset, channels: int, seed: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -248,17 +261,51 @@ def stream_splits(
     mean, std = _file_stats(full, channels, seed)
     full = replace(full, mean=mean, std=std)
     test = replace(full, split="test", paths=np.array(test_paths, dtype=np.bytes_), labels=test_labels, source=test_source)
-    n_val = spec.val_size if val_size is None else val_size
-    if not 0 <= n_val < len(full):
-        raise CnnlabError(f"val_size must be in [0, {len(full)}), got {n_val}")
-    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))
-    val, train = full.subset(order[:n_val].sort().values, "val"), full.subset(order[n_val:].sort().values, "train")
+    val, train = hold_out(full, spec.val_size if val_size is None else val_size, seed)
     if train_subset is not None:
         if not 0 < train_subset <= len(train):
             raise CnnlabError(f"train_subset must be in [1, {len(train)}], got {train_subset}")
         pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 1))[:train_subset]
         train = train.subset(pick.sort().values)
     return train, val, test
+
+
+def hold_out(full: FileDataset, n_val: int, seed: int) -> tuple[FileDataset, FileDataset]:
+    """(val, train) of the training files: ``load_dataset``'s seeded hold-out rule, so a
+    streamed split holds the images the in-memory one does (when every file decodes)."""
+    if not 0 <= n_val < len(full):
+        raise CnnlabError(f"val_size must be in [0, {len(full)}), got {n_val}")
+    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(seed))
+    return full.subset(order[:n_val].sort().values, "val"), full.subset(order[n_val:].sort().values, "train")
+
+
+def file_split(
+    name: str,
+    root: str | os.PathLike | None,
+    split: str,
+    *,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    image_size: tuple[int, int, int],
+    val_size: int | None = None,
+    seed: int = 0,
+) -> FileDataset:
+    """One split (train, val, trainval or test) as files, for evaluating a trained model: its
+    normalisation (``mean``, ``std``) and batch size (``image_size``) are the run's, so
+    nothing but the file list is read here (the in-memory path decodes the training split
+    for its statistics)."""
+    from cnnlab.data.datasets import SPLITS
+
+    if split not in SPLITS:
+        raise CnnlabError(f"unknown split {split!r} for {name}; expected one of {', '.join(SPLITS)}")
+    spec = get_dataset_spec(name)
+    paths, labels, source = list_files(name, root, "test" if split == "test" else "train")
+    full = FileDataset(name, "test" if split == "test" else "trainval", np.array(paths, dtype=np.bytes_), labels,
+                       spec.classes_at(data_root(root)), tuple(mean), tuple(std), tuple(image_size), source)
+    if split in ("test", "trainval"):
+        return full
+    val, train = hold_out(full, spec.val_size if val_size is None else val_size, seed)
+    return val if split == "val" else train
 
 
 # --- decode-time transforms (run in the workers) --------------------------------------------------
@@ -268,7 +315,7 @@ def stream_splits(
 class DecodeTransform:
     """Decode one file and crop it to ``size`` x ``size`` uint8 (C, size, size)."""
 
-    kind: str  # "eval", "rrc" or "scale"
+    kind: str  # "eval", "rrc", "scale", or "fit": the in-memory folder policy (shorter side to size, centre crop)
     size: int  # output side
     channels: int = 3
     resize: int = 256  # "eval": the shorter side before the centre crop
@@ -322,6 +369,8 @@ class DecodeTransform:
     def crop(self, img, seed: int) -> torch.Tensor:
         from PIL import Image
 
+        if self.kind == "fit":  # exactly what the in-memory path stores (cnnlab.data.folders)
+            return to_uint8_tensor(resize_and_crop(img, (self.size, self.size)))
         box = self.box(img.width, img.height, np.random.default_rng(seed))
         out = img.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box)
         array = np.asarray(out, dtype=np.uint8).reshape(self.size, self.size, self.channels)
@@ -333,6 +382,13 @@ def eval_transform(size: int, *, channels: int = 3, full: bool = False) -> Decod
     square of that side (for 10-crop evaluation)."""
     resize = round(size / EVAL_RATIO)
     return DecodeTransform("eval", resize if full else size, channels, resize=resize)
+
+
+def fit_transform(size: int, *, channels: int = 3) -> DecodeTransform:
+    """The in-memory size policy per file: shorter side to ``size`` and the centre ``size``
+    square (an image already ``size`` x ``size`` is kept as decoded), so a streamed
+    evaluation sees the pixels an in-memory one does."""
+    return DecodeTransform("fit", size, channels)
 
 
 def train_transform(preset: str, size: int, *, channels: int = 3) -> DecodeTransform:
@@ -399,7 +455,7 @@ def default_workers() -> int:
     return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 
-class StreamBatches:
+class StreamBatches(BatchPlan):
     """Batches decoded from files by DataLoader workers, ready for the model: the streaming
     counterpart of :class:`~cnnlab.data.Batches`, with the same protocol (``len``,
     ``num_images``, ``set_epoch``, ``indices``, ``batch_size``; see /docs/distributed.md).
@@ -432,12 +488,7 @@ class StreamBatches:
         channels_last: bool = False,
         quiet: bool = False,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
-        if shuffle and world_size > 1 and seed is None:
-            raise ValueError("shuffled batches of a distributed run need seed= (the same order on every rank)")
+        check_plan(batch_size, rank=rank, world_size=world_size, shuffle=shuffle, seed=seed)
         self.dataset, self.batch_size, self.transform = dataset, batch_size, transform
         self.device = torch.device(device)
         self.shuffle, self.drop_last, self.pad, self.augment = shuffle, drop_last, pad, augment
@@ -459,30 +510,8 @@ class StreamBatches:
             prefetch_factor=PREFETCH if self.workers > 0 else None,
         )
 
-    def set_epoch(self, epoch: int) -> None:
-        """Use epoch ``epoch``'s order (0-based) for the next pass (with ``seed``)."""
-        self.epoch = epoch
-
-    def _count(self, n: int) -> int:
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __len__(self) -> int:
-        """Batches this rank yields per pass."""
-        if self.shuffle:
-            return self._count(len(self.dataset) // self.world_size)
-        return len(range(self.rank, self._count(len(self.dataset)), self.world_size))
-
-    @property
-    def num_images(self) -> int:
-        """Images this rank yields per pass."""
-        if self.shuffle:
-            n = len(self.dataset) // self.world_size
-            return len(self) * self.batch_size if self.drop_last else n
-        return len(self.indices())
-
-    def _slices(self) -> list[range]:
-        n, size = len(self.dataset), self.batch_size
-        return [range(b * size, min((b + 1) * size, n)) for b in range(self.rank, self._count(n), self.world_size)]
+    def _total(self) -> int:
+        return len(self.dataset)
 
     def indices(self) -> torch.Tensor:
         """The dataset positions this rank yields in one pass, in order (int64)."""
@@ -491,7 +520,7 @@ class StreamBatches:
                 raise ValueError("indices() of a shuffled pass needs seed= (else the order is drawn when iterating)")
             order = epoch_order(len(self.dataset), seed=self.seed, epoch=self.epoch)
             return rank_part(order, rank=self.rank, world_size=self.world_size, drop_last=True)[: self.num_images]
-        return torch.cat([torch.arange(r.start, r.stop) for r in self._slices()] or [torch.zeros(0, dtype=torch.int64)])
+        return self._eval_indices()
 
     def epoch_keys(self) -> list[tuple[int, int]]:
         """This pass's (index, seed) keys for this rank; advances the generator."""
@@ -503,18 +532,6 @@ class StreamBatches:
         epoch_seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
         # Each image's crop depends on the pass and the image only, not on which worker decodes it.
         return [(i, (epoch_seed + 1_000_003 * i) % 2**63) for i in part.tolist()]
-
-    def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, C, H, W) on the device -> padded, augmented, normalised float batch."""
-        x = images.to(self.dtype).div_(255.0)
-        if self.pad:
-            x = F.pad(x, (self.pad,) * 4)
-        if self.augment is not None:
-            x = self.augment(x, self.generator)
-        x = normalise(x, self.mean, self.std)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self._sampler.keys = self.epoch_keys()

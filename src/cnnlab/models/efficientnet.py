@@ -19,11 +19,15 @@ State dict: named like torchvision's ``efficientnet_b0``..``b7`` (``features.0.0
 ``features.N.M.block.K`` MBConv layers, ``block.K.fc1`` SE, ``features.8`` head conv,
 ``classifier.1``), so its checkpoints load with ``strict=True``.
 
-Deviations: BatchNorm eps = 1e-3 and momentum 0.01 everywhere, as the paper's TensorFlow code
-(0.99 decay); torchvision uses those for B5-B7 but PyTorch's defaults (1e-5, 0.1) for B0-B4,
-whose weights were trained in PyTorch, so outputs with those checkpoints differ very slightly.
-The paper's SE uses swish inside; cnnlab's shared SE layer uses ReLU (Hu et al.), so this
-module swaps it.
+BatchNorm: eps and momentum are a column of the scaling table, as torchvision sets them (checked
+against its source, tests/models/test_torchvision_oracle.py): B5-B7 use the paper's TensorFlow
+values (eps 1e-3, momentum 0.01, i.e. decay 0.99), since their published weights were ported
+from TF; B0-B4 use PyTorch's defaults (eps 1e-5, momentum 0.1), since theirs were trained in
+PyTorch (Wightman's timm recipe). With those, torchvision's files give torchvision's outputs
+bit for bit.
+
+Deviation: the paper's SE uses swish inside; cnnlab's shared SE layer uses ReLU (Hu et al.),
+so this module swaps it.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from cnnlab.layers.se import SqueezeExcite
 from cnnlab.models.registry import Reported, register_model
 
 TAN_LE_2019 = "Tan & Le 2019, EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks"
-BN_EPS, BN_MOMENTUM = 1e-3, 0.01  # TF's batch_norm epsilon 1e-3, decay 0.99
+# BatchNorm (eps, momentum): the paper's TF code (epsilon 1e-3, decay 0.99), and PyTorch's defaults.
+TF_BN, TORCH_BN = (1e-3, 0.01), (1e-5, 0.1)
 SE_RATIO = 0.25  # SE hidden width / block input width
 DROP_CONNECT = 0.2  # stochastic-depth rate of the last block ("survival probability 0.8")
 
@@ -77,15 +82,18 @@ class Scaling:
     depth: float  # layer multiplier d
     resolution: int  # input side r * 224, rounded
     dropout: float  # dropout before the classifier
+    # BatchNorm (eps, momentum). NOTE: not the paper's everywhere: B0-B4 take PyTorch's
+    # defaults because torchvision's B0-B4 weights were trained with them (module docstring).
+    bn: tuple[float, float] = TF_BN
 
 
 SCALING: dict[str, Scaling] = {
-    "b0": Scaling(width=1.0, depth=1.0, resolution=224, dropout=0.2),
-    "b3": Scaling(width=1.2, depth=1.4, resolution=300, dropout=0.3),
-    "b4": Scaling(width=1.4, depth=1.8, resolution=380, dropout=0.4),
-    "b5": Scaling(width=1.6, depth=2.2, resolution=456, dropout=0.4),
-    "b6": Scaling(width=1.8, depth=2.6, resolution=528, dropout=0.5),
-    "b7": Scaling(width=2.0, depth=3.1, resolution=600, dropout=0.5),
+    "b0": Scaling(width=1.0, depth=1.0, resolution=224, dropout=0.2, bn=TORCH_BN),
+    "b3": Scaling(width=1.2, depth=1.4, resolution=300, dropout=0.3, bn=TORCH_BN),
+    "b4": Scaling(width=1.4, depth=1.8, resolution=380, dropout=0.4, bn=TORCH_BN),
+    "b5": Scaling(width=1.6, depth=2.2, resolution=456, dropout=0.4, bn=TF_BN),
+    "b6": Scaling(width=1.8, depth=2.6, resolution=528, dropout=0.5, bn=TF_BN),
+    "b7": Scaling(width=2.0, depth=3.1, resolution=600, dropout=0.5, bn=TF_BN),
 }
 
 
@@ -99,11 +107,15 @@ def scale_depth(layers: int, multiplier: float) -> int:
     return math.ceil(layers * multiplier)
 
 
-def conv_bn(in_chans: int, out_chans: int, kernel_size: int, *, stride: int = 1, groups: int = 1, act: bool = True):
+def conv_bn(
+    in_chans: int, out_chans: int, kernel_size: int, *, stride: int = 1, groups: int = 1, act: bool = True,
+    bn: tuple[float, float] = TF_BN,
+):
     """conv -> BN [-> SiLU] as an indexed Sequential (``0``, ``1``, ``2``), torchvision's names."""
+    eps, momentum = bn
     layers = [
         nn.Conv2d(in_chans, out_chans, kernel_size, stride, kernel_size // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(out_chans, eps=BN_EPS, momentum=BN_MOMENTUM),
+        nn.BatchNorm2d(out_chans, eps=eps, momentum=momentum),
     ]
     if act:
         layers.append(nn.SiLU(inplace=True))
@@ -113,16 +125,19 @@ def conv_bn(in_chans: int, out_chans: int, kernel_size: int, *, stride: int = 1,
 class MBConv(nn.Module):
     """Mobile inverted bottleneck with SE: x + drop_path(project(se(depthwise(expand(x)))))."""
 
-    def __init__(self, in_chans: int, out_chans: int, *, expand: int, kernel: int, stride: int, drop_path: float):
+    def __init__(
+        self, in_chans: int, out_chans: int, *, expand: int, kernel: int, stride: int, drop_path: float,
+        bn: tuple[float, float] = TF_BN,
+    ):
         super().__init__()
         mid = round_channels(in_chans * expand)
         layers = []
         if expand != 1:
-            layers.append(conv_bn(in_chans, mid, 1))  # expand
-        layers.append(conv_bn(mid, mid, kernel, stride=stride, groups=mid))  # depthwise
+            layers.append(conv_bn(in_chans, mid, 1, bn=bn))  # expand
+        layers.append(conv_bn(mid, mid, kernel, stride=stride, groups=mid, bn=bn))  # depthwise
         # SE with swish between its FC layers, as in the paper's reference code
         layers.append(SqueezeExcite(mid, hidden=max(1, int(in_chans * SE_RATIO)), act=nn.SiLU))
-        layers.append(conv_bn(mid, out_chans, 1, act=False))  # linear projection
+        layers.append(conv_bn(mid, out_chans, 1, act=False, bn=bn))  # linear projection
         self.block = nn.Sequential(*layers)
         self.use_residual = stride == 1 and in_chans == out_chans
         self.stochastic_depth = DropPath(drop_path)
@@ -138,7 +153,8 @@ class EfficientNet(nn.Module):
         super().__init__()
         w, d = scaling.width, scaling.depth
         stem = round_channels(B0_STEM * w)
-        self.features = nn.Sequential(conv_bn(in_chans, stem, 3, stride=2))
+        bn = scaling.bn
+        self.features = nn.Sequential(conv_bn(in_chans, stem, 3, stride=2, bn=bn))
         total_blocks = sum(scale_depth(s.layers, d) for s in B0_STAGES)
         chans, index = stem, 0
         for s in B0_STAGES:
@@ -147,11 +163,11 @@ class EfficientNet(nn.Module):
             for i in range(scale_depth(s.layers, d)):
                 rate = DROP_CONNECT * index / total_blocks  # linear in block index
                 stride = s.stride if i == 0 else 1
-                stage.append(MBConv(chans, out, expand=s.expand, kernel=s.kernel, stride=stride, drop_path=rate))
+                stage.append(MBConv(chans, out, expand=s.expand, kernel=s.kernel, stride=stride, drop_path=rate, bn=bn))
                 chans, index = out, index + 1
             self.features.append(stage)
         head = round_channels(B0_HEAD * w)
-        self.features.append(conv_bn(chans, head, 1))
+        self.features.append(conv_bn(chans, head, 1, bn=bn))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(scaling.dropout, inplace=True), nn.Linear(head, num_classes))
         self.reset_parameters()

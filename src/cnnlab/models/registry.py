@@ -24,6 +24,7 @@ import difflib
 import fnmatch
 import functools
 import inspect
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from typing import Any, TypeVar
 from torch import Tensor, nn
 
 from cnnlab.errors import CnnlabError, UnknownNameError
+from cnnlab.models.weight_files import WeightFile, weights_for
 
 __all__ = [
     "INFO_ATTRIBUTE",
@@ -99,6 +101,19 @@ class ModelInfo:
         """The builder's keyword-only options and their defaults."""
         sig = inspect.signature(self.builder)
         return {n: p for n, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY}
+
+    @property
+    def weights(self) -> tuple[WeightFile, ...]:
+        """The published weight files that fit this model (cnnlab.models.weight_files), default first."""
+        return tuple(sorted(weights_for(self.name), key=lambda f: not f.default))
+
+    @property
+    def feature_stages(self) -> tuple:
+        """Each stage's module, channels and reduction (cnnlab.models.features.FeatureStage)."""
+        # Deferred: cnnlab.models.features builds models through this module.
+        from cnnlab.models.features import feature_stages
+
+        return feature_stages(self.name)
 
     @property
     def short_paper(self) -> str:
@@ -263,6 +278,7 @@ def create_model(
     *,
     num_classes: int | None = None,
     in_chans: int | None = None,
+    weights: str | os.PathLike | None = None,
     **model_options: Any,
 ) -> nn.Module:
     """Build a registered model.
@@ -271,7 +287,16 @@ def create_model(
     default (1000 ImageNet classes, 3 channels; 10 classes, 1 channel for LeNet) applies.
     Other options are the builder's keyword-only arguments; unknown ones fail with the list
     of valid ones.
+
+    ``weights``: load them (a path, URL, run folder, ``"torchvision"`` for the default file of
+    :attr:`ModelInfo.weights`, or one of its tags); see :func:`cnnlab.models.weights.pretrained`.
+    A ``num_classes`` other than the file's gives a new, zero-initialised classifier.
     """
+    if weights is not None:
+        # Deferred: cnnlab.models.weights builds models through this module.
+        from cnnlab.models.weights import pretrained
+
+        return pretrained(name, weights, num_classes=num_classes, in_chans=in_chans, **model_options)
     info = get_model_info(name)
     options = info.options
     unknown = [k for k in model_options if k not in options]
@@ -300,6 +325,12 @@ def split_outputs(output: Tensor | tuple) -> tuple[Tensor, tuple[Tensor, ...]]:
     return output, ()
 
 
-def main_output(output: Tensor | tuple) -> Tensor:
-    """The main classifier's logits of a model's output, with or without auxiliary heads."""
+def main_output(output: Tensor | tuple | list) -> Tensor:
+    """The main classifier's logits of a model's output, with or without auxiliary heads.
+
+    Also the one rule for a layer's output seen by a forward hook: a module that returns a
+    tuple (attention returns its values and its weights) is represented by its first element.
+    """
+    if isinstance(output, list):
+        output = tuple(output)
     return split_outputs(output)[0]

@@ -44,20 +44,34 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from cnnlab.errors import CheckpointError
-from cnnlab.models.registry import create_model, get_model_info, list_models, model_label
-from cnnlab.models.weight_files import WeightFile, find_weights, hash_from_name, weights_for
+from cnnlab.models.registry import (
+    create_model,
+    get_model_info,
+    list_models,
+    model_label,
+)
+from cnnlab.models.weight_files import (
+    WeightFile,
+    find_weights,
+    hash_from_name,
+    weights_for,
+)
 
 _CHUNK = 1 << 20  # bytes per read while downloading and hashing
 
 __all__ = [
     "cache_dir",
+    "check_fit",
     "closest_models",
     "download",
     "fit_problems",
+    "head_keys",
     "load_weights",
+    "new_head",
     "pretrained",
     "read_weights",
     "resolve_weights",
+    "weight_options",
 ]
 
 # --- reading a source ------------------------------------------------------------------------
@@ -149,7 +163,12 @@ class _progress_bar:
         if not self.enabled:
             return lambda n: None
         from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TransferSpeedColumn,
+        )
 
         self.bar = Progress(
             "{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
@@ -279,10 +298,13 @@ def _signature(state: Mapping[str, Tensor]) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in state.items()}
 
 
-def fit_problems(model: nn.Module, state: Mapping[str, Tensor], *, limit: int = 3) -> list[str]:
-    """The first ``limit`` ways ``state`` does not fit ``model``, each one phrase; [] when it fits."""
-    own = _signature(model.state_dict())
-    theirs = _signature(state)
+def fit_problems(
+    model: nn.Module, state: Mapping[str, Tensor], *, limit: int = 3, ignore: frozenset[str] | set[str] = frozenset()
+) -> list[str]:
+    """The first ``limit`` ways ``state`` does not fit ``model``, each one phrase; [] when it fits.
+    Keys in ``ignore`` (a classifier being replaced) are left out on both sides."""
+    own = {k: v for k, v in _signature(model.state_dict()).items() if k not in ignore}
+    theirs = {k: v for k, v in _signature(state).items() if k not in ignore}
     problems = [f"{k} {theirs[k]} vs {own[k]} in the model" for k in own if k in theirs and own[k] != theirs[k]]
     problems += [f"missing {k} {own[k]}" for k in own if k not in theirs]
     problems += [f"unexpected {k} {theirs[k]}" for k in theirs if k not in own]
@@ -342,6 +364,35 @@ def closest_models(state: Mapping[str, Tensor], *, n: int = 3) -> list[tuple[str
     return [item for item in scores[:n] if item[1] > 0]
 
 
+def head_keys(model: nn.Module) -> frozenset[str]:
+    """The state-dict keys of a registry-built model's classifier(s): those whose shape depends
+    on ``num_classes`` (found by building the model twice on the meta device, with 2 and 3
+    classes). ResNet: ``fc.weight``, ``fc.bias``; GoogLeNet adds its auxiliary heads' last layers."""
+    info = get_model_info(model)
+    options = {k: v for k, v in info.build_options.items() if k != "num_classes"}
+    with torch.device("meta"):
+        two = _signature(create_model(info.name, num_classes=2, **options).state_dict())
+        three = _signature(create_model(info.name, num_classes=3, **options).state_dict())
+    return frozenset(k for k in two if two[k] != three.get(k))
+
+
+def new_head(model: nn.Module, keys: frozenset[str]) -> None:
+    """Zero the classifier parameters ``keys`` (:func:`head_keys`) of a model about to be fine-tuned.
+
+    Zero, as Big Transfer does (Kolesnikov et al. 2020, Sec. 3.3): the new head starts at
+    uniform predictions, and no random head sends random gradients into pretrained features.
+    A head holding anything but ``nn.Linear`` layers (NIN's class-map conv, followed by a ReLU,
+    would never leave zero) keeps the builder's own initialisation instead.
+    """
+    owners = {k.rsplit(".", 1)[0] for k in keys}
+    modules = dict(model.named_modules())
+    if all(isinstance(modules.get(o), nn.Linear) for o in owners):
+        state = model.state_dict()
+        with torch.no_grad():
+            for k in keys:
+                state[k].zero_()
+
+
 def load_weights(
     model: nn.Module,
     source: str | os.PathLike | Mapping[str, Tensor],
@@ -349,27 +400,41 @@ def load_weights(
     sha256: str | None = None,
     cache: Path | None = None,
     progress: bool = True,
+    replace_head: bool = False,
 ) -> nn.Module:
     """Load ``source`` (see :func:`read_weights`, or a state dict) into ``model``, all keys or nothing.
 
     A source that does not fit raises one :class:`CheckpointError` line naming its first
     mismatching keys and shapes and the registered model whose keys it fits best; the model
-    is left untouched then.
+    is left untouched then. ``replace_head``: load everything but the classifier
+    (:func:`head_keys`, whatever its size in the file), which gets :func:`new_head`.
     """
     state = dict(source) if isinstance(source, Mapping) else read_weights(source, sha256=sha256, cache=cache, progress=progress)
     origin = "the state dict" if isinstance(source, Mapping) else str(source)
+    return _load_state(model, state, origin, replace_head=replace_head)
+
+
+def _load_state(model: nn.Module, state: dict[str, Tensor], origin: str, *, replace_head: bool = False) -> nn.Module:
+    heads = head_keys(model) if replace_head else frozenset()
+    if heads and not all(k in state for k in heads):
+        missing = next(k for k in sorted(heads) if k not in state)
+        raise CheckpointError(f"{origin} has no classifier {missing} to replace; is it a state dict of {model_label(model)}?")
     for key, value in model.state_dict().items():
         # Files saved before PyTorch 0.4.1 (torchvision's 2017 ones) lack BN's step counter,
         # which only momentum=None uses: it starts at 0, as load_state_dict would set it.
         stem = key.rsplit(".", 1)[0]
         if key.endswith("num_batches_tracked") and key not in state and f"{stem}.running_mean" in state:
             state[key] = torch.zeros_like(value, device="cpu")
-    problems = fit_problems(model, state)
+    problems = fit_problems(model, state, ignore=heads)
     if problems:
         close = ", ".join(f"{name} ({score:.0%})" for name, score in closest_models(state))
         hint = f"; closest registered models by keys and shapes: {close}" if close else ""
         raise CheckpointError(f"{origin} does not fit model {model_label(model)}: {'; '.join(problems)}{hint}")
-    model.load_state_dict(state, strict=True)
+    if heads:
+        model.load_state_dict({k: v for k, v in state.items() if k not in heads}, strict=False)
+        new_head(model, heads)
+    else:
+        model.load_state_dict(state, strict=True)
     return model
 
 
@@ -386,18 +451,19 @@ def resolve_weights(name: str, weights: str | os.PathLike) -> tuple[str | Path, 
     if text == "torchvision" or any(text in (f.tag, f.file_name) for f in files):
         row = find_weights(name, text)
         return row.url, row
+    if not _is_url(text) and not Path(text).expanduser().exists() and re.fullmatch(r"[A-Z][A-Z0-9_]*", text):
+        find_weights(name, text)  # looks like a tag ("IMAGENET1K_V9"), not a file: say which tags there are
     base = Path(urllib.parse.urlparse(text).path).name if _is_url(text) else Path(text).name
     row = next((f for f in files if f.file_name == base), None)
     return (text if _is_url(text) else Path(text)), row
 
 
-def pretrained(name: str, weights: str | os.PathLike, *, progress: bool = True, **options: Any) -> nn.Module:
-    """Registered model ``name`` built with the options its weights need, the weights loaded.
-
-    A published file's row says which builder options it needs (``stride_in_3x3=True`` for
-    torchvision's ResNet-50); an option given here that contradicts them fails.
-    """
-    source, row = resolve_weights(name, weights)
+def weight_options(name: str, weights: str | os.PathLike, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``options`` plus the builder options that ``weights`` need when they are a published
+    file of model ``name`` (``stride_in_3x3=True`` for torchvision's ResNet-50); an option
+    given that contradicts them fails. A run records these, so that it is rebuilt the same way."""
+    options = dict(options or {})
+    _, row = resolve_weights(name, weights)
     needed = dict(row.options) if row else {}
     clash = {k: v for k, v in options.items() if k in needed and needed[k] != v}
     if clash:
@@ -405,4 +471,46 @@ def pretrained(name: str, weights: str | os.PathLike, *, progress: bool = True, 
         raise CheckpointError(
             f"{row.file_name} needs {key}={needed[key]!r} for model {name!r}, got {key}={clash[key]!r}"  # type: ignore[union-attr]
         )
-    return load_weights(create_model(name, **{**needed, **options}), source, progress=progress)
+    return {**needed, **options}
+
+
+def pretrained(
+    name: str,
+    weights: str | os.PathLike,
+    *,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> nn.Module:
+    """Registered model ``name`` built with the options its weights need, the weights loaded.
+
+    ``weights``: see :func:`resolve_weights`; a published file's row says which builder
+    options it needs (:func:`weight_options`). A ``num_classes`` other than the file's head
+    size (fine-tuning on other classes) loads everything but the classifier, which is new
+    (:func:`new_head`: zero).
+    """
+    source, _ = resolve_weights(name, weights)
+    model = create_model(name, num_classes=num_classes, in_chans=in_chans, **weight_options(name, weights, options))
+    state = read_weights(source, progress=progress)
+    own = model.state_dict()
+    replace = num_classes is not None and any(
+        k in state and tuple(state[k].shape) != tuple(own[k].shape) for k in head_keys(model)
+    )
+    return _load_state(model, state, str(source), replace_head=replace)
+
+
+def check_fit(name: str, weights: str | os.PathLike, *, progress: bool = True) -> tuple[int, WeightFile | None]:
+    """Check that ``weights`` fit registered model ``name`` (built on the meta device with the
+    options they need) without loading them: (tensors in the file, its table row or None).
+    Raises the one-line :class:`CheckpointError` that :func:`load_weights` would."""
+    source, row = resolve_weights(name, weights)
+    with torch.device("meta"):
+        model = create_model(name, **weight_options(name, weights))
+    state = read_weights(source, progress=progress)
+    problems = fit_problems(model, state)
+    if problems:
+        close = ", ".join(f"{n} ({score:.0%})" for n, score in closest_models(state))
+        hint = f"; closest registered models by keys and shapes: {close}" if close else ""
+        raise CheckpointError(f"{source} does not fit model {name}: {'; '.join(problems)}{hint}")
+    return len(state), row

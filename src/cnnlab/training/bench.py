@@ -1,9 +1,17 @@
-"""`cnnlab bench`: inference images/s of one model under several named settings, in one process.
+"""`cnnlab bench`: inference and training images/s of one model under named settings, in one process.
 
 Each row of :data:`SETTINGS` turns a :class:`BenchInput` into a function from a batch to logits
 (or says why it cannot run here); :func:`bench` times every one on the same batch and checks
-its top-1 agreement with the first row (eager fp32) on real test images. Adding a row (the
-training measurements of a later issue, say) is adding a :class:`Setting` to the table.
+its top-1 agreement with the first row (eager fp32) on real test images.
+
+Each row of :data:`TRAINING_SETTINGS` builds a function that trains a fresh copy of the model
+for ``steps`` batches: a plain PyTorch loop (float tensors made once, SGD, cross-entropy: the
+few lines a tutorial writes) and cnnlab's own :func:`~cnnlab.training.loop.train_one_epoch`
+over in-memory uint8 images (batch preparation, learning rate per step, statistics per step)
+under eager fp32, channels-last, bf16 (where native), torch.compile, and what ``--amp auto``
+picks. The plain loop is timed again with every trainer row, the two called alternately, and
+each row's ratio is to that neighbour, so load from other processes weighs on both alike. A training image costs
+3x its forward FLOPs (the backward pass computes two products per forward one).
 
 Timing: one warm-up call, then calls until ``min_time`` seconds have passed (at least 3);
 the median call counts. Throughput is also shown as GFLOP/s (2 x the model's multiply-adds,
@@ -15,9 +23,9 @@ recorded with the figures, since other processes on the same cores slow every ro
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -26,22 +34,29 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models.registry import main_output
+from cnnlab.training.device import (
+    choose_precision,
+    cpu_flags,
+    machine_name,
+    native_precision,
+)
 from cnnlab.training.export import DEFAULT_OPSET, OnnxModel, export_onnx
 from cnnlab.training.inference import (
     Target,
     agreement,
-    cpu_flags,
     load_target,
     prepare_inference,
     sample_images,
 )
 
-__all__ = ["SETTINGS", "BenchInput", "BenchReport", "Row", "Setting", "bench", "cpu_name", "matmul_gflops"]
+__all__ = ["SETTINGS", "TRAINING_SETTINGS", "BenchInput", "BenchReport", "Row", "Setting", "TrainInput",
+           "TrainSetting", "bench", "cpu_name", "matmul_gflops"]
 
 Runner = Callable[[Tensor], Tensor]
 
@@ -104,6 +119,109 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
+# --- training rows ---------------------------------------------------------------------------
+
+TRAIN_LR = 0.01  # small enough that a few steps from a fresh initialisation stay finite
+PLAIN = "train plain"  # the reference row's name
+
+
+@dataclass
+class TrainInput:
+    """What a training setting may use to build its function."""
+
+    model: nn.Module  # the network as built (eval mode, CPU); every row trains its own copy
+    input_size: tuple[int, int, int]
+    num_classes: int
+    batch: int
+    steps: int  # training steps per timed call
+    device: torch.device
+    family: str  # the model's name, for the precision probe's cache
+
+
+@dataclass(frozen=True)
+class TrainSetting:
+    """One training row: a name, what it is, and how to build its function."""
+
+    name: str
+    what: str
+    # A function that trains ``steps`` batches, its details and whether it runs bf16; or a reason.
+    build: Callable[[TrainInput], tuple[Callable[[], object], str, bool] | str]
+
+
+def _plain_loop(inp: TrainInput) -> tuple[Callable[[], None], str, bool]:
+    """The loop of a PyTorch tutorial: float batches made once, SGD with momentum, eager fp32."""
+    model = copy.deepcopy(inp.model).to(inp.device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=TRAIN_LR, momentum=0.9)
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randn(inp.batch, *inp.input_size, generator=g).to(inp.device) for _ in range(inp.steps)]
+    ys = [torch.randint(0, inp.num_classes, (inp.batch,), generator=g).to(inp.device) for _ in range(inp.steps)]
+
+    def run() -> None:
+        for x, y in zip(xs, ys):
+            loss = F.cross_entropy(main_output(model(x)), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    return run, "float batches made once, SGD, eager fp32 NCHW", False
+
+
+def _trainer(inp: TrainInput, *, dtype: torch.dtype | None = None, channels_last: bool = False,
+             compiled: bool = False, auto: bool = False) -> tuple[Callable[[], object], str, bool] | str:
+    """cnnlab's :func:`train_one_epoch` over ``steps`` batches of in-memory uint8 images."""
+    from cnnlab.data import Batches, ImageDataset
+    from cnnlab.training.loop import train_one_epoch
+    from cnnlab.training.optim import make_loss
+
+    model = copy.deepcopy(inp.model).to(inp.device).train()
+    details = []
+    if auto:  # what `cnnlab train` does by default
+        precision = choose_precision("auto", None, inp.device, model, input_shape=inp.input_size,
+                                     num_classes=inp.num_classes, family=inp.family)
+        dtype, channels_last = precision.dtype, precision.channels_last
+        details.append(f"--amp auto chose {precision.name} {'channels-last' if channels_last else 'NCHW'}")
+    elif dtype is not None and native_precision(inp.device).dtype != dtype:
+        return f"not native here ({native_precision(inp.device).why})"
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)
+    g = torch.Generator().manual_seed(0)
+    c, h, w = inp.input_size
+    images = torch.randint(0, 256, (inp.batch * inp.steps, c, h, w), generator=g, dtype=torch.uint8)
+    labels = torch.randint(0, inp.num_classes, (len(images),), generator=g)
+    dataset = ImageDataset("bench", "train", images, labels, tuple(map(str, range(inp.num_classes))),
+                           (0.5,) * c, (0.25,) * c)
+    batches = Batches(dataset, inp.batch, device=inp.device, shuffle=True, generator=g, channels_last=channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=TRAIN_LR, momentum=0.9)
+    loss_fn = make_loss("ce", num_classes=inp.num_classes)
+    step_model = torch.compile(model) if compiled else model
+    scaler = torch.amp.GradScaler(inp.device.type, enabled=dtype == torch.float16)
+    epoch = [0]
+
+    def run() -> object:
+        epoch[0] += 1
+        return train_one_epoch(step_model, batches, optimizer, loss_fn, lr=lambda step: TRAIN_LR, epoch=epoch[0],
+                               amp=dtype, scaler=scaler)
+
+    if not auto:
+        details.append(f"{ {None: 'fp32', torch.bfloat16: 'bf16', torch.float16: 'fp16'}[dtype]} "
+                       f"{'channels-last' if channels_last else 'NCHW'}{', torch.compile' if compiled else ''}")
+    return run, "; ".join(details), dtype == torch.bfloat16
+
+
+TRAINING_SETTINGS: tuple[TrainSetting, ...] = (
+    TrainSetting(PLAIN, "a plain PyTorch loop on float tensors (the reference)", _plain_loop),
+    TrainSetting("train eager fp32", "cnnlab's trainer, eager fp32 NCHW", _trainer),
+    TrainSetting("train channels-last", "cnnlab's trainer, fp32 channels-last",
+                 functools.partial(_trainer, channels_last=True)),
+    TrainSetting("train bf16", "cnnlab's trainer, bf16 autocast, channels-last, where native",
+                 functools.partial(_trainer, dtype=torch.bfloat16, channels_last=True)),
+    TrainSetting("train compiled", "cnnlab's trainer, torch.compile, fp32 NCHW",
+                 functools.partial(_trainer, compiled=True)),
+    TrainSetting("train auto", "cnnlab's trainer as `cnnlab train` runs it (--amp auto)",
+                 functools.partial(_trainer, auto=True)),
+)
+
+
 @dataclass
 class Row:
     setting: str
@@ -115,6 +233,8 @@ class Row:
     share_of_peak: float | None = None  # gflops / peak_gflops
     top1_agreement: float | None = None  # with the first row, on real images
     max_abs_diff: float | None = None
+    ratio_to_plain: float | None = None  # training rows: images/s over the plain loop's, timed alternately with it
+    warmup_s: float | None = None  # training rows: the first call (torch.compile compiles there)
 
 
 @dataclass
@@ -130,7 +250,9 @@ class BenchReport:
     gmacs_per_image: float
     peak_gflops: dict[str, float]  # dtype -> best matmul GFLOP/s measured during the run
     images: str  # the real images of the agreement check
-    rows: list[Row] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)  # inference
+    training: list[Row] = field(default_factory=list)  # training, the plain loop first
+    train_steps: int = 0  # training steps per timed call
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,13 +260,7 @@ class BenchReport:
 
 def cpu_name() -> str:
     """The CPU's model name, as lscpu shows it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return machine_name(torch.device("cpu"))
 
 
 def _flags() -> list[str]:
@@ -152,7 +268,7 @@ def _flags() -> list[str]:
     return [f for f in wanted if f in cpu_flags()]
 
 
-def _median_seconds(run: Callable[[], object], *, min_time: float, device: torch.device) -> float:
+def _median_seconds(run: Callable[[], object], *, min_time: float, device: torch.device, warm_up: bool = True) -> float:
     def timed() -> float:
         start = time.perf_counter()
         run()
@@ -160,12 +276,30 @@ def _median_seconds(run: Callable[[], object], *, min_time: float, device: torch
             torch.cuda.synchronize(device)
         return time.perf_counter() - start
 
-    timed()  # warm-up
+    if warm_up:
+        timed()
     times: list[float] = []
     began = time.perf_counter()
     while len(times) < 3 or time.perf_counter() - began < min_time:
         times.append(timed())
     return statistics.median(times)
+
+
+def _paired_medians(run: Callable[[], object], reference: Callable[[], object], *, min_time: float,
+                    device: torch.device) -> tuple[float, float]:
+    """Median seconds of ``run`` and of ``reference``, called alternately (at least 3 each, until
+    ``min_time`` has passed), so that a change of load or clock during the measurement weighs on
+    both: timed one after the other, the first of a pair ran measurably faster here."""
+    times: tuple[list[float], list[float]] = ([], [])
+    began = time.perf_counter()
+    while len(times[0]) < 3 or time.perf_counter() - began < min_time:
+        for fn, out in ((run, times[0]), (reference, times[1])):
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            out.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def matmul_gflops(device: torch.device, dtype: torch.dtype = torch.float32, *, n: int = 2048, min_time: float = 0.5) -> float:
@@ -190,30 +324,53 @@ def bench(
     size: int | None = None,
     device: str = "cpu",
     settings: tuple[Setting, ...] = SETTINGS,
+    training: tuple[TrainSetting, ...] = TRAINING_SETTINGS,
+    steps: int = 4,
     images: int = 64,
     min_time: float = 2.0,
     data_root: str | None = None,
 ) -> BenchReport:
-    """Time ``run_or_model`` (a registered name or a run folder) under every setting.
+    """Time ``run_or_model`` (a registered name or a run folder) under every inference setting
+    and every training setting (``steps`` training steps of ``batch`` images per timed call).
 
     ``size``: input height = width (default: the model's own); ``images``: how many real test
     images the agreement check uses (:func:`cnnlab.training.inference.sample_images`).
     """
-    if batch < 1 or images < 1:
-        raise CnnlabError(f"batch and images must be >= 1, got {batch} and {images}")
+    if batch < 1 or images < 1 or steps < 1:
+        raise CnnlabError(f"batch, images and steps must be >= 1, got {batch}, {images} and {steps}")
     dev = torch.device(device)
     target = load_target(run_or_model)
     if size is not None:
         target.input_size = (target.input_size[0], size, size)
-    real, source = sample_images(target.input_size, images, mean=target.mean, std=target.std, root=data_root)
-    timing_batch = real[torch.arange(batch) % len(real)]  # real images, repeated to fill the batch
     macs = _macs_per_image(target)
     report = BenchReport(
         model=target.label, batch=batch, input_size=target.input_size, device=str(dev),
-        machine=torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name(), flags=_flags(),
+        machine=machine_name(dev), flags=_flags(),
         threads=torch.get_num_threads(), load_average=os.getloadavg()[0], gmacs_per_image=macs / 1e9,
-        peak_gflops={}, images=source,
+        peak_gflops={}, images="", train_steps=steps if training else 0,
     )
+    if settings:
+        _bench_inference(report, target, settings, dev, batch=batch, images=images, min_time=min_time, data_root=data_root)
+    if training:
+        _bench_training(report, target, training, dev, steps=steps, min_time=min_time)
+    return report
+
+
+def _peak(report: BenchReport, device: torch.device, bf16: bool) -> float:
+    """The matmul peak of the row's dtype, measured now, so that other load on the machine
+    weighs on the row and its peak alike (the share of peak stays readable when it is busy)."""
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    peak = matmul_gflops(device, dtype)
+    name = str(dtype).removeprefix("torch.")
+    report.peak_gflops[name] = max(peak, report.peak_gflops.get(name, 0.0))
+    return peak
+
+
+def _bench_inference(report: BenchReport, target: Target, settings: tuple[Setting, ...], dev: torch.device, *,
+                     batch: int, images: int, min_time: float, data_root: str | None) -> None:
+    real, report.images = sample_images(target.input_size, images, mean=target.mean, std=target.std, root=data_root)
+    timing_batch = real[torch.arange(batch) % len(real)]  # real images, repeated to fill the batch
+    macs = report.gmacs_per_image * 1e9
     reference: Tensor | None = None
     with tempfile.TemporaryDirectory(prefix="cnnlab-bench-") as workdir:
         inp = BenchInput(target, timing_batch, dev, Path(workdir))
@@ -223,13 +380,8 @@ def bench(
                 report.rows.append(Row(setting.name, built))
                 continue
             runner, details, bf16 = built
-            # The peak is measured next to the row, so that other load on the machine weighs on
-            # both alike (the share of peak stays readable when the machine is busy).
-            dtype = torch.bfloat16 if bf16 else torch.float32
-            peak = matmul_gflops(dev, dtype)
-            name = str(dtype).removeprefix("torch.")
-            report.peak_gflops[name] = max(peak, report.peak_gflops.get(name, 0.0))
-            seconds = _median_seconds(lambda: runner(timing_batch), min_time=min_time, device=dev)
+            peak = _peak(report, dev, bf16)
+            seconds = _median_seconds(functools.partial(runner, timing_batch), min_time=min_time, device=dev)
             outputs = torch.cat([runner(part).float().cpu() for part in real.split(batch)])
             reference = outputs if reference is None else reference
             agree = agreement(reference, outputs)
@@ -240,4 +392,35 @@ def bench(
                 peak_gflops=peak, share_of_peak=gflops / peak,
                 top1_agreement=agree.top1, max_abs_diff=agree.max_abs_diff,
             ))
-    return report
+
+
+def _bench_training(report: BenchReport, target: Target, training: tuple[TrainSetting, ...], dev: torch.device, *,
+                    steps: int, min_time: float) -> None:
+    with torch.no_grad():
+        num_classes = main_output(target.model(torch.zeros(1, *target.input_size))).shape[-1]
+    inp = TrainInput(target.model, target.input_size, num_classes, report.batch, steps, dev,
+                     family=Path(target.label).name)
+    flops_per_image = 3 * 2 * report.gmacs_per_image * 1e9  # forward, and backward at twice its cost
+    images_per_call = report.batch * steps
+    plain_run, _, _ = _plain_loop(inp)
+    plain_run()  # warm-up: the reference is timed next to every row
+    for setting in training:
+        built = setting.build(inp)
+        if isinstance(built, str):
+            report.training.append(Row(setting.name, built))
+            continue
+        run, details, bf16 = built
+        peak = _peak(report, dev, bf16)
+        start = time.perf_counter()
+        run()  # warm-up (and compilation)
+        warmup = time.perf_counter() - start
+        if setting.name == PLAIN:
+            seconds = plain_seconds = _median_seconds(run, min_time=min_time, device=dev, warm_up=False)
+        else:
+            seconds, plain_seconds = _paired_medians(run, plain_run, min_time=min_time, device=dev)
+        rate = images_per_call / seconds
+        gflops = flops_per_image * rate / 1e9
+        report.training.append(Row(
+            setting.name, details, images_per_s=rate, ms_per_batch=seconds * 1e3 / steps, gflops=gflops,
+            peak_gflops=peak, share_of_peak=gflops / peak, ratio_to_plain=plain_seconds / seconds, warmup_s=warmup,
+        ))

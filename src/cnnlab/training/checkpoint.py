@@ -8,6 +8,8 @@ committed by one atomic rename of a manifest::
                                               previous checkpoint's when epoch 3 was not better)
     checkpoints/epoch-0003/state.pt           optimizer, schedule, RNG, history; tensors and
                                               plain containers only (torch.load weights_only=True)
+    checkpoints/epoch-0003/ema.safetensors    with an EMA of the weights (``ema_decay``): the
+                                              average after epoch 3, its counters in the metadata
     checkpoints/epoch-0003/manifest.json      the epoch, and each file's size and SHA-256
 
 Writing (:func:`save_checkpoint`): the three files are written and fsynced into a fresh
@@ -298,11 +300,12 @@ def save_checkpoint(
     *,
     model_name: str,
     is_best: bool,
-    extra_weights: dict[str, nn.Module] | None = None,
+    extra_weights: dict[str, nn.Module | tuple[nn.Module, dict[str, str]]] | None = None,
 ) -> Checkpoint:
     """Write and commit the checkpoint of epoch ``state.epoch`` (see the module docstring).
-    ``extra_weights`` (``{"ema.safetensors": averaged_model}``) are written, hashed and
-    committed with the rest.
+    ``extra_weights`` (``{"ema.safetensors": averaged_model}``, or ``(model, metadata)`` for
+    counters a resume reads back, such as the EMA's) are written, hashed and committed with
+    the rest; :func:`checkpoint_file` finds them again.
 
     A failure before the commit (disk full, permission) removes the unfinished folder, keeps
     the previous checkpoint as it was and raises CheckpointError in one line."""
@@ -344,7 +347,8 @@ def save_checkpoint(
         for name, module in (extra_weights or {}).items():
             if name in FILES or not name.endswith(".safetensors") or "/" in name:
                 raise ValueError(f"extra weights need a new name ending in .safetensors, got {name!r}")
-            files[name] = _write_new(folder / name, weights_bytes(module, meta), label)
+            module, own = module if isinstance(module, tuple) else (module, {})
+            files[name] = _write_new(folder / name, weights_bytes(module, {**own, **meta}), label)  # the epoch is the checkpoint's
         _fsync_dir(folder, f"{label}: fsync {folder.name}")
         manifest = {
             "format": FORMAT,
@@ -526,6 +530,22 @@ def weights_file(run_dir: Path, which: str = "best") -> Path:
         if (run_dir / candidate).is_file():
             return run_dir / candidate
     raise CheckpointError(f"{run_dir} has no completed epoch: no checkpoint was committed (train it with `cnnlab train`)")
+
+
+def checkpoint_file(run_dir: Path, epoch: int, name: str) -> Path | None:
+    """File ``name`` of the committed checkpoint of epoch ``epoch``, verified against its
+    manifest; None when that checkpoint does not list it or does not verify (a resume then
+    restarts what the file held, with a warning of its own). A run folder from before
+    manifests (no committed checkpoint at all): its top-level file, whose epoch the caller
+    checks."""
+    folder = epoch_folder(Path(run_dir), epoch)
+    if not committed(Path(run_dir)):
+        legacy = Path(run_dir) / name
+        return legacy if legacy.is_file() else None
+    try:
+        return verify(folder, (name,)).file(name)
+    except CheckpointError:
+        return None
 
 
 def _state_from(saved: dict, path: Path) -> TrainingState:

@@ -33,14 +33,14 @@ from cnnlab.data.files import atomic_write_text
 from cnnlab.data.augment_policies import AUTO_AUGMENTS
 from cnnlab.data.stream import DATA_MODES
 from cnnlab.errors import CheckpointError, CnnlabError, UnknownNameError
-from cnnlab.training.device import DEVICES
-from cnnlab.training.optim import LOSSES, OPTIMIZERS
+from cnnlab.training.device import AMP_MODES, DEVICES
+from cnnlab.training.optim import FREEZE, LOSSES, OPTIMIZERS
 from cnnlab.training.schedule import SCHEDULES
 
 # The settings that take one of a fixed set of names (the CLI's choices come from here).
 CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES, "device": DEVICES,
-    "data_mode": DATA_MODES, "auto_augment": AUTO_AUGMENTS,
+    "data_mode": DATA_MODES, "auto_augment": AUTO_AUGMENTS, "freeze": FREEZE, "amp": AMP_MODES,
 }
 
 
@@ -89,6 +89,12 @@ class TrainConfig:
     model: str = "lenet5"
     data: str = "mnist"
     model_options: dict[str, Any] = field(default_factory=dict)  # builder keyword arguments
+    # Fine-tuning (cnnlab.models.weights, docs/weights.md). A published file's builder options
+    # (stride_in_3x3 for torchvision's ResNet-50) are added to model_options when the run starts.
+    weights: str | None = None  # start from these: a path, URL, run folder, or "torchvision" (the model's default published file)
+    num_classes: Count | None = None  # None ("auto"): the dataset's classes; a head of another size than the weights' is new (zero)
+    freeze: str = "none"  # "backbone": train only the classifier (linear probe); the frozen backbone stays in eval mode (BN statistics kept)
+    backbone_lr_scale: Positive = 1.0  # the backbone's learning rate / the head's (e.g. 0.1); 1: one learning rate
     data_root: str | None = None  # else $CNNLAB_DATA, else ~/.cache/cnnlab
     val_size: Size | None = None  # None: the dataset's default hold-out (5,000 for MNIST)
     train_subset: Count | None = None  # train on a seeded random subset of this many images (small-data studies)
@@ -115,6 +121,7 @@ class TrainConfig:
     memory_budget: str | None = None  # e.g. "8GB"; None: a quarter of the machine's RAM
     workers: Count | None = None  # streaming: decoding processes; None: half the cores, 1 to 8
     crop_size: Count | None = None  # training crop side of the ImageNet presets (alexnet, vgg, resnet, inception, imagenet); None: 224 (streaming: the model's input size)
+    image_size: Count | None = None  # resize every image (shorter side, centre crop) to this side for a model that needs another size; None: the dataset's own
     auto_augment: str = "none"  # "trivialaugment": one random operation per image (Müller & Hutter 2021)
     random_erase: Probability = 0.0  # probability of erasing a random rectangle of each image (Zhong et al. 2020)
     mixup_alpha: NonNegative = 0.0  # mixup's Beta(alpha, alpha) (Zhang et al. 2018); 0: off
@@ -126,9 +133,12 @@ class TrainConfig:
     pad: Size | None = None  # zero padding of input images; None: fit the model's input size
     seed: Seed = 0
     device: str = "auto"
-    threads: Count | None = None  # CPU threads for torch; None: torch's default (one per core)
-    amp: bool = False  # bf16 autocast (CPU and CUDA)
-    channels_last: bool = False
+    threads: Count | None = None  # CPU threads for torch; None: one per idle core (device.choose_threads)
+    # "auto": bf16 (fp16 on pre-Ampere GPUs) where the device runs it natively and a short probe
+    # measures it faster, else fp32; "on": reduced precision regardless; "off": fp32
+    # (device.choose_precision). Runs and recipes from before held true/false: read as on/off.
+    amp: str = "auto"
+    channels_last: bool | None = None  # None: whichever layout the same probe measures faster
     deterministic: bool = False  # torch.use_deterministic_algorithms; needed for exact resume on GPU
     # Distributed and large-batch training (cnnlab.training.distributed). batch_size is per
     # rank: the global batch is batch_size x world size x accum_steps.
@@ -143,6 +153,8 @@ class TrainConfig:
     recipe: str | None = None  # the recipe this config started from, for the record
 
     def __post_init__(self) -> None:
+        if isinstance(self.amp, bool) or (isinstance(self.amp, str) and self.amp.lower() in _TRUE + _FALSE):
+            self.amp = "on" if str(self.amp).lower() in _TRUE else "off"  # amp was a bool before issue 16
         hints = _setting_hints()
         for f in dataclasses.fields(self):
             setattr(self, f.name, _checked(f.name, getattr(self, f.name), hints[f.name]))
@@ -280,7 +292,7 @@ def parse_setting(pair: str) -> tuple[str, Any]:
     kind = setting_types()[key]
     args = typing.get_args(kind)
     if isinstance(kind, types.UnionType) and type(None) in args:
-        if text.lower() == "none":
+        if text.lower() == "none" or (key == "num_classes" and text.lower() == "auto"):  # auto: the dataset's
             return key, None
         kind = next(a for a in args if a is not type(None))
     try:

@@ -12,16 +12,27 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data import Batches, ImageDataset, load_dataset
+from cnnlab.data.shards import ShardBatches, ShardSplit, shard_split
+from cnnlab.data.stream import (
+    FileDataset,
+    StreamBatches,
+    default_workers,
+    eval_transform,
+    file_split,
+    fit_transform,
+    plan_data,
+)
 from cnnlab.data.tta import TTA_MODES, tta_padding, tta_views
 from cnnlab.errors import CnnlabError
 from cnnlab.models import get_model_info, split_outputs
+from cnnlab.training.data import resized
 from cnnlab.training.device import autocast, resolve_device
 from cnnlab.training.run import Run, load_run
 
@@ -107,9 +118,55 @@ def evaluate_model(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch
 
 
 def run_dataset(run: Run, split: str, *, data: str | None = None, data_root: str | None = None) -> ImageDataset:
-    """A split of the run's dataset (or ``data``), with the validation hold-out the run trained with."""
+    """A split of the run's dataset (or ``data``), with the validation hold-out the run trained
+    with, resized as it trained (``image_size``)."""
     config = run.config
-    return load_dataset(data or config.data, split, data_root or config.data_root, val_size=config.val_size, seed=config.seed)
+    dataset = load_dataset(data or config.data, split, data_root or config.data_root, val_size=config.val_size, seed=config.seed)
+    return resized(dataset, config.image_size) if config.image_size is not None else dataset
+
+
+EvalSplit = ImageDataset | FileDataset | ShardSplit
+
+
+def streams(run: Run, data: str, data_root: str | None, stream: bool | None) -> bool:
+    """Whether to evaluate ``data`` streamed: as asked (``stream`` True or False), else when
+    the run was trained streamed (its evaluation crops then match) or the dataset does not
+    fit the run's memory budget (``cnnlab.data.stream.plan_data``)."""
+    if stream is not None:
+        return stream
+    if run.data_info.get("mode") == "stream":
+        return True
+    return plan_data(data, data_root, mode="auto", memory_budget=run.config.memory_budget).mode == "stream"
+
+
+def run_split(run: Run, split: str, *, data: str | None = None, data_root: str | None = None,
+              stream: bool | None = False) -> EvalSplit:
+    """A split of the run's dataset (or ``data``) held in memory, or as files or shards to
+    stream (see :func:`streams`), normalised and sized as the run was trained."""
+    config, info = run.config, run.data_info
+    data, root = data or config.data, data_root or config.data_root
+    if not streams(run, data, root, stream):
+        return run_dataset(run, split, data=data, data_root=root)
+    size = {"mean": tuple(info["mean"]), "std": tuple(info["std"]), "image_size": tuple(info["image_size"])}
+    if data.startswith("shards:"):
+        return shard_split(data[len("shards:"):], split, **size)
+    return file_split(data, root, split, val_size=config.val_size, seed=config.seed, **size)
+
+
+def split_batches(dataset: EvalSplit, batch_size: int, *, device: torch.device, pad: int, crops: str = "fit",
+                  workers: int | None = None) -> Batches | StreamBatches | ShardBatches:
+    """Evaluation batches of a split in memory or streamed. A streamed image is cut by the
+    in-memory folder policy (``crops`` "fit": shorter side to the run's size, centre crop:
+    the pixels the in-memory path holds, hence its numbers) or, for a run trained streamed,
+    by its validation crop (``crops`` "eval": resize to size / 0.875, centre crop)."""
+    if isinstance(dataset, ImageDataset):
+        return Batches(dataset, batch_size, device=device, pad=pad)
+    channels, size = dataset.image_size[0], dataset.image_size[-1]
+    transform = (eval_transform if crops == "eval" else fit_transform)(size, channels=channels)
+    if isinstance(dataset, ShardSplit):
+        return ShardBatches(dataset.shards, batch_size, transform=transform, mean=dataset.mean, std=dataset.std,
+                            device=device, pad=pad, workers=default_workers() if workers is None else workers)
+    return StreamBatches(dataset, batch_size, transform=transform, device=device, pad=pad, workers=workers)
 
 
 def evaluate(
@@ -121,23 +178,32 @@ def evaluate(
     batch_size: int = 1000,
     device: str = "auto",
     pad: int | None = None,
+    stream: bool | None = False,
 ) -> EvalResult:
     """Top-1/top-5 error, per-class accuracy and confusion matrix of a run (folder or Run) or
-    a model on a dataset split. A run remembers its dataset; a bare model needs ``data``."""
+    a model on a dataset split. A run remembers its dataset; a bare model needs ``data``.
+    ``stream``: a run's split streamed (True), in memory (False) or as it fits (None)."""
     if isinstance(run_or_model, (str, os.PathLike)):
         run_or_model = load_run(run_or_model)
+    dev = resolve_device(device)
     if isinstance(run_or_model, Run):
-        model = run_or_model.model
-        dataset = run_dataset(run_or_model, split, data=data, data_root=data_root)
-        pad = run_or_model.data_info.get("pad", 0) if pad is None else pad
+        run = run_or_model
+        dataset = run_split(run, split, data=data, data_root=data_root, stream=stream)
+        pad = run.data_info.get("pad", 0) if pad is None else pad
+        batches = split_batches(dataset, batch_size, device=dev, pad=pad, crops=crop_policy(run))
+        model = run.model
     else:
         model = run_or_model
         if data is None:
             raise CnnlabError("evaluate(model) needs data=<dataset name>")
-        dataset = load_dataset(data, split, data_root)
-    dev = resolve_device(device)
+        batches = Batches(load_dataset(data, split, data_root), batch_size, device=dev, pad=pad or 0)
     model.to(dev)
-    return evaluate_model(model, Batches(dataset, batch_size, device=dev, pad=pad or 0))
+    return evaluate_model(model, batches)
+
+
+def crop_policy(run: Run) -> str:
+    """How streamed evaluation crops this run's images: as its validation did."""
+    return "eval" if run.data_info.get("mode") == "stream" else "fit"
 
 
 @dataclass
@@ -151,22 +217,10 @@ class MemberResult:
     classes: list[str]  # class names in label order
 
 
-def evaluate_runs(
-    runs: Sequence[str | os.PathLike],
-    *,
-    data: str | None = None,
-    split: str = "test",
-    data_root: str | None = None,
-    device: str = "auto",
-    batch_size: int = 500,
-    tta: str = "none",
-    weights: str = "best",
-) -> list[tuple[str, EvalResult]]:
-    """(name, result) for each run, then ("ensemble", result) when there are several."""
-    members = evaluate_members(
-        runs, data=data, split=split, data_root=data_root, device=device, batch_size=batch_size, tta=tta, weights=weights
-    )
-    return [(m.name, m.result) for m in members]
+def evaluate_runs(runs: Sequence[str | os.PathLike], **options: Any) -> list[tuple[str, EvalResult]]:
+    """(name, result) for each run, then ("ensemble", result) when there are several;
+    ``options`` are :func:`evaluate_members`'."""
+    return [(m.name, m.result) for m in evaluate_members(runs, **options)]
 
 
 def evaluate_members(
@@ -179,10 +233,15 @@ def evaluate_members(
     batch_size: int = 500,
     tta: str = "none",
     weights: str = "best",
+    stream: bool | None = False,
+    workers: int | None = None,
 ) -> list[MemberResult]:
-    """Like :func:`evaluate_runs`, keeping each member's probabilities (for the ensemble,
-    confusion matrices and per-class tables). ``tta``: one of TTA_MODES; the crop size of
-    "center" and "10crop" is each model's input size (its ModelInfo)."""
+    """Each run's result on a split, keeping its probabilities (for the ensemble, confusion
+    matrices and per-class tables), then the ensemble's when there are several. ``tta``: one
+    of TTA_MODES; the crop size of "center" and "10crop" is each model's input size (its
+    ModelInfo). ``stream``: read the split streamed by ``workers`` decoding processes (True),
+    in memory (False), or streamed when it does not fit the memory budget or the run was
+    trained streamed (None); the same images give the same numbers either way."""
     if not runs:
         raise CnnlabError("no runs to evaluate; give one or more run folders")
     if tta not in TTA_MODES:
@@ -194,7 +253,7 @@ def evaluate_members(
     for r in loaded[1:]:
         if r.data_info["classes"] != classes:
             raise CnnlabError(f"{r.path} was trained on other classes than {loaded[0].path}; cannot ensemble them")
-    dataset = run_dataset(loaded[0], split, data=data, data_root=data_root)
+    dataset = run_split(loaded[0], split, data=data, data_root=data_root, stream=stream)
     if list(dataset.classes) != list(classes):
         raise CnnlabError(f"{data} has classes {list(dataset.classes)[:5]}..., the run was trained on {classes[:5]}...")
     report: list[MemberResult] = []
@@ -203,7 +262,8 @@ def evaluate_members(
         pad = r.data_info.get("pad", 0)
         crop = tuple(get_model_info(model).input_size[-2:])
         h, w = dataset.image_size[1] + 2 * pad, dataset.image_size[2] + 2 * pad
-        batches = Batches(dataset, batch_size, device=dev, pad=pad + tta_padding(tta, (h, w), crop))
+        batches = split_batches(dataset, batch_size, device=dev, pad=pad + tta_padding(tta, (h, w), crop),
+                                crops=crop_policy(r), workers=workers)
         probs, labels = predict_probs(model, batches, tta=tta, crop_size=crop)
         report.append(MemberResult(str(r.path), metrics_from_probs(probs, labels, len(classes)), probs, labels, classes))
         model.to("cpu")

@@ -1,8 +1,8 @@
 """The per-step extras of modern recipes, as three small calls the training step makes:
 mixup/cutmix targets (:meth:`StepExtras.mix`), gradient clipping (:meth:`StepExtras.clip`)
 and the EMA of the weights (:meth:`StepExtras.after_step`), plus the EMA model's metrics
-and its file in the run folder (``ema.safetensors``: the averaged weights, loadable like
-``best``; its epoch is checked on resume, and a stale one restarts the average).
+and its file (``ema.safetensors``: the averaged weights, loadable like ``best``, committed
+inside each epoch's checkpoint with its counters, so a resume continues the average exactly).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from torch import nn
 
 from cnnlab.data.augment_policies import MixupCutmix
 from cnnlab.errors import CnnlabError
+from cnnlab.training.checkpoint import checkpoint_file
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.optim import WeightEMA, clip_gradients
 
@@ -55,13 +56,21 @@ class StepExtras:
         if self.ema is not None:
             self.ema.update(self.model)
 
-    def save(self, run_dir: Path, *, epoch: int) -> None:
-        if self.ema is not None:
-            self.ema.save(Path(run_dir) / EMA_FILE, epoch=epoch)
+    def weights(self, *, epoch: int) -> dict[str, tuple[nn.Module, dict[str, str]]]:
+        """The extra weight files of epoch ``epoch``'s checkpoint: the EMA and its counters,
+        committed in the same transaction as the weights and optimizer state."""
+        if self.ema is None:
+            return {}
+        return {EMA_FILE: (self.ema.module, self.ema.metadata(epoch=epoch))}
 
     def load(self, run_dir: Path, *, epoch: int) -> str | None:
-        """Restore the EMA saved with epoch ``epoch``; a warning line when it could not be."""
-        if self.ema is None or self.ema.load(Path(run_dir) / EMA_FILE, epoch=epoch):
+        """Restore the EMA committed with epoch ``epoch``'s checkpoint (a run folder from
+        before manifests: its ``ema.safetensors``, when of the same epoch); a warning line
+        when there is none."""
+        if self.ema is None:
+            return None
+        path = checkpoint_file(Path(run_dir), epoch, EMA_FILE)
+        if path is not None and self.ema.load(path, epoch=epoch):
             return None
         return f"no {EMA_FILE} of epoch {epoch} in {run_dir}; the weight average restarts from the current weights"
 

@@ -20,6 +20,7 @@ Training never plots: the caller draws ``curves.png`` from the history (``cnnlab
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -34,13 +35,23 @@ from torch import nn
 
 from cnnlab.data import Batches, data_root, get_dataset_spec
 from cnnlab.data.augment import get_preset
+from cnnlab.data.batches import prepare_batch
 from cnnlab.data.image import fit_padding
 from cnnlab.errors import CnnlabError
-from cnnlab.models import create_model, get_model_info, split_outputs
+from cnnlab.models import get_model_info, split_outputs
 from cnnlab.training.checkpoint import TrainingState, save_checkpoint
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.data import load_data, make_batches
-from cnnlab.training.device import autocast, resolve_device, rng_state, seed_everything, set_rng_state
+from cnnlab.training.device import (
+    Precision,
+    autocast,
+    choose_precision,
+    choose_threads,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from cnnlab.training.distributed import (
     SINGLE,
     Scaling,
@@ -60,7 +71,8 @@ from cnnlab.training.distributed import (
 )
 from cnnlab.training.evaluate import EvalResult
 from cnnlab.training.extras import StepExtras, ema_metrics, resume_extras
-from cnnlab.training.optim import LossFn, loss_with_aux, make_loss, make_optimizer, parameter_groups
+from cnnlab.training.finetune import build_model, with_weight_options
+from cnnlab.training.optim import LossFn, keep_frozen_in_eval, loss_with_aux, make_loss, make_optimizer, parameter_groups
 from cnnlab.training.progress import TrainProgress
 from cnnlab.training.run import Run, RunFolder, data_info, interrupted_message, open_run, resume_state, write_metrics
 from cnnlab.training.schedule import Plateau, lr_at
@@ -68,6 +80,7 @@ from cnnlab.training.tensorboard import TensorBoardLog
 from cnnlab.training.validate import check_input_fits, check_model_options
 
 # Called after every epoch with (epoch, record); raising StopTraining ends the run cleanly.
+WHITEN_IMAGES = 5000  # training images a data-initialised first layer is computed from
 EpochCallback = Callable[[int, dict], None]
 
 
@@ -98,6 +111,8 @@ class Setup:
     scaler: torch.amp.GradScaler | None = None  # fp16 loss scaling; disabled (a pass-through) otherwise
     extras: StepExtras | None = None  # mixup/cutmix, gradient clipping, EMA (cnnlab.training.extras)
     data_note: str = ""  # in memory or streamed, and why (cnnlab.training.data)
+    precision: Precision | None = None  # autocast dtype and memory layout, and why; None: fp32 NCHW
+    threads_note: str = ""  # the CPU thread count and why
 
     def lr(self, step: int) -> float:
         return self.lr_at(step) * self.plateau.factor
@@ -125,27 +140,42 @@ def prepare(config: TrainConfig, *, world: World = SINGLE, device: torch.device 
     not wrapped yet (:func:`fit` does that after a resume has loaded its weights)."""
     device = resolve_device(config.device) if device is None else device
     check_sync_bn(world, device, config.sync_bn)
-    generator = seed_everything(config.seed, deterministic=config.deterministic, threads=config.threads)
+    threads, threads_note = choose_threads(config.threads) if device.type == "cpu" else (config.threads, "")
+    generator = seed_everything(config.seed, deterministic=config.deterministic, threads=threads)
     # Check names before the (slower) data loading: unknown model, dataset or option fail first.
     spec = get_dataset_spec(config.data)
     get_preset(config.augment)
     check_model_options(config.model, config.model_options, num_classes=len(spec.classes_at(data_root(config.data_root))))
     data = load_data(config, input_size=get_model_info(config.model).input_size[-1])  # in memory or streamed
     train_set, val_set, test_set = data.train, data.val, data.test
-    model = create_model(config.model, num_classes=train_set.num_classes, in_chans=train_set.image_size[0], **config.model_options)
+    # Built with its weights, new head and frozen backbone when fine-tuning (cnnlab.training.finetune).
+    model, head = build_model(config, num_classes=train_set.num_classes, in_chans=train_set.image_size[0])
     pad = config.pad if config.pad is not None else fit_padding(train_set.image_size, get_model_info(model).input_size)
     check_input_fits(config.model, config.model_options, num_classes=train_set.num_classes,
                      image_size=train_set.image_size, pad=pad, data=config.data)
-    model.to(device=device, memory_format=torch.channels_last if config.channels_last else torch.contiguous_format)
+    # Precision and layout for this machine and model (a cached probe where both are open);
+    # rank 0 decides for all ranks, so that every rank runs the same arithmetic.
+    input_shape = (train_set.image_size[0], *(s + 2 * pad for s in train_set.image_size[1:]))
+    precision = from_writer(world, lambda: choose_precision(
+        config.amp, config.channels_last, device, model, input_shape=input_shape, num_classes=train_set.num_classes,
+        family=config.model,
+    ), what="choosing the precision")
+    model.to(device=device, memory_format=torch.channels_last if precision.channels_last else torch.contiguous_format)
+    layout_config = dataclasses.replace(config, channels_last=precision.channels_last)  # what the batches are built for
     if world.rank:  # every rank starts from the same weights; augmentation and dropout differ per rank
         generator.manual_seed(rank_seed(config.seed, world.rank))
         torch.manual_seed(rank_seed(config.seed, world.rank))
 
     def batches(dataset, train_mode: bool) -> Batches:
-        return make_batches(config, dataset, train=train_mode, device=device, pad=pad, generator=generator,
+        return make_batches(layout_config, dataset, train=train_mode, device=device, pad=pad, generator=generator,
                             rank=world.rank, world_size=world.world_size)
 
     train, val, test = batches(train_set, True), batches(val_set, False) if len(val_set) else None, batches(test_set, False)
+    # A first layer set from the training images (airbench's whitening); not over loaded weights
+    # (a resume loads its checkpoint after this).
+    if hasattr(model, "init_whitening") and isinstance(train, Batches) and getattr(config, "weights", None) is None:
+        model.init_whitening(prepare_batch(train.images[:WHITEN_IMAGES], dtype=train.dtype, pad=pad, augment=None,
+                                           generator=generator, mean=train.mean, std=train.std, channels_last=False))
     scaling = scale_lr(
         config.lr, batch_size=config.batch_size, world_size=world.world_size, accum_steps=config.accum_steps,
         reference_batch=config.reference_batch, warmup=config.warmup, epochs=config.epochs, schedule=config.schedule,
@@ -157,20 +187,20 @@ def prepare(config: TrainConfig, *, world: World = SINGLE, device: torch.device 
         gamma=config.gamma,
     )
     optimizer = make_optimizer(
-        parameter_groups(model, weight_decay=config.weight_decay, norm_bias_decay=config.norm_bias_decay), name=config.optimizer, lr=scaling.lr, momentum=config.momentum, nesterov=config.nesterov,
+        parameter_groups(model, weight_decay=config.weight_decay, norm_bias_decay=config.norm_bias_decay,
+                         head=head, backbone_lr_scale=config.backbone_lr_scale), name=config.optimizer, lr=scaling.lr, momentum=config.momentum, nesterov=config.nesterov,
         weight_decay=config.weight_decay,
     )
     return Setup(
         config=config, device=device, model=model, train=train, val=val, test=test, optimizer=optimizer, plateau=Plateau(config.gamma, config.patience),
         loss_fn=make_loss(config.loss, num_classes=train_set.num_classes, label_smoothing=config.label_smoothing),
-        lr_at=schedule, generator=generator, data_info=data_info(train_set, pad),
+        lr_at=schedule, generator=generator, data_info={**data_info(train_set, pad), "mode": data.mode},  # mode: how eval crops it when streamed
         sizes=(len(train_set), len(val_set), len(test_set)), world=world, scaling=scaling,
         # fp16 autocast needs loss scaling (Micikevicius et al. 2018); bf16 and fp32 do not, and
         # a disabled scaler is a pass-through, so every precision runs the same step.
-        # NOTE: device.autocast is bf16-only today; enable this where its policy picks fp16.
-        scaler=torch.amp.GradScaler(device.type, enabled=False),
+        scaler=torch.amp.GradScaler(device.type, enabled=precision.scaled),
         extras=StepExtras(config, model, num_classes=train_set.num_classes, generator=generator) if StepExtras.needed(config) else None,
-        data_note=data.note,
+        data_note=data.note, precision=precision, threads_note=threads_note,
     )
 
 
@@ -186,7 +216,7 @@ def train_one_epoch(
     *,
     lr: Callable[[int], float],
     epoch: int,
-    amp: bool = False,
+    amp: bool | torch.dtype | None = False,  # the autocast dtype (Precision.dtype); True: bf16
     progress: TrainProgress | None = None,
     accum_steps: int = 1,
     scaler: torch.amp.GradScaler | None = None,
@@ -203,6 +233,7 @@ def train_one_epoch(
     kB (up to float rounding). Under DDP (``model`` has ``no_sync``) gradients are all-reduced
     on a step's last micro-batch only. The returned statistics cover every rank of ``world``."""
     model.train()
+    keep_frozen_in_eval(model)  # a linear probe's frozen backbone: eval mode (cnnlab.training.finetune)
     check_equal_steps(world, len(batches))
     scaler = scaler if scaler is not None else torch.amp.GradScaler(enabled=False)  # a pass-through
     if progress is not None:  # rank 0's batches stand for all ranks' (the same count each)
@@ -223,7 +254,7 @@ def train_one_epoch(
         if i == first:
             step_lr = lr(step)
             for group in optimizer.param_groups:
-                group["lr"] = step_lr
+                group["lr"] = step_lr * group.get("lr_scale", 1.0)  # fine-tuning: the backbone's share
             step_images = min(total, (last + 1) * size) - first * size  # every batch but the pass's last is full
         no_sync = i != last and hasattr(model, "no_sync")
         with model.no_sync() if no_sync else contextlib.nullcontext():
@@ -271,12 +302,30 @@ def fit(
 
     Started by torchrun, each rank calls it: they join one process group, rank 0 writes."""
     t_start = time.perf_counter()
+    if resume is None:
+        config = with_weight_options(config)  # recorded in config.json: eval rebuilds the same layout
     device_name, timeout = config.device, config.dist_timeout
     if resume is not None and (Path(resume) / "config.json").is_file():
         saved = TrainConfig.load(Path(resume) / "config.json")  # the run's own device and timeout
         device_name, timeout = saved.device, saved.dist_timeout
     with join_world(device_name, timeout_s=timeout) as (world, device):
         return _fit(config, world, device, resume=resume, callbacks=callbacks, quiet=quiet, t_start=t_start)
+
+
+def resolved_choices(config: TrainConfig, setup: Setup, device: torch.device) -> TrainConfig:
+    """``config`` with what was chosen for this machine written in: precision, layout, threads.
+
+    ``--amp auto``, an unset ``channels_last`` and an unset thread count are decided by
+    measurement and by the machine's load (cnnlab.training.device); config.json records the
+    decision, so that a resume (or a rerun from the folder's config) continues with the same
+    arithmetic instead of deciding again, possibly otherwise. The run header says why."""
+    precision = setup.precision
+    changes: dict = {}
+    if precision is not None:
+        changes.update(amp="off" if precision.dtype is None else "on", channels_last=precision.channels_last)
+    if device.type == "cpu" and config.threads is None:
+        changes["threads"] = torch.get_num_threads()
+    return dataclasses.replace(config, **changes)
 
 
 def _fit(
@@ -286,6 +335,8 @@ def _fit(
     writer = world.is_writer
     run_dir, config = from_writer(world, lambda: open_run(config, resume), what="opening the run folder")
     setup = prepare(config, world=world, device=device)
+    if resume is None:
+        config = resolved_choices(config, setup, device)
     folder = RunFolder(run_dir, config, setup.data_info, resume=resume is not None)  # nothing on disk yet
     with (
         own_run_folder(world, folder),
@@ -306,21 +357,25 @@ def _fit(
             progress.log(f"resuming after epoch {state.epoch}")
         if ema_warning:
             progress.log(ema_warning)
+        if setup.precision is not None and setup.precision.warning:
+            progress.log(setup.precision.warning)
+            log.write(setup.precision.warning + "\n")
+        amp = setup.precision.dtype if setup.precision is not None else None  # autocast dtype; None: fp32
         try:
             for epoch in range(state.epoch, config.epochs):
                 setup.train.set_epoch(epoch)
                 with collective(world, f"training epoch {epoch + 1}"):
                     stats = train_one_epoch(
                         setup.step_model, setup.train, setup.optimizer, setup.loss_fn, lr=setup.lr, epoch=epoch,
-                        amp=config.amp, progress=progress, accum_steps=config.accum_steps, scaler=setup.scaler, extras=setup.extras,
+                        amp=amp, progress=progress, accum_steps=config.accum_steps, scaler=setup.scaler, extras=setup.extras,
                         world=world, on_step=tensorboard.step if tensorboard else None,
                     )
-                val = evaluate_sharded(setup.model, setup.val, world, amp=config.amp) if setup.val is not None else None  # a rank may hold 0 val batches
+                val = evaluate_sharded(setup.model, setup.val, world, amp=amp) if setup.val is not None else None  # a rank may hold 0 val batches
                 last = epoch == config.epochs - 1
-                test = (evaluate_sharded(setup.model, setup.test, world, amp=config.amp)
+                test = (evaluate_sharded(setup.model, setup.test, world, amp=amp)
                         if config.eval_test_every_epoch or last else None)
                 record = epoch_record(epoch, setup.steps_per_epoch, stats, val, test)
-                record.update(ema_metrics(setup.extras, setup.val, setup.test if test is not None else None, world, amp=config.amp))
+                record.update(ema_metrics(setup.extras, setup.val, setup.test if test is not None else None, world, amp=amp))
                 record["elapsed_s"] = elapsed_before + time.perf_counter() - t_start
                 state.history.append(record)
                 if config.schedule == "plateau" and val is not None:
@@ -329,9 +384,7 @@ def _fit(
                 is_best, state.best_val, state.epoch = score > state.best_val, max(state.best_val, score), epoch + 1
                 rng = gather_objects(world, rng_state(setup.generator))  # every rank's, for an exact resume
                 if writer:
-                    save_epoch(run_dir, setup, state, is_best=is_best, rng=rng)
-                    if setup.extras is not None:
-                        setup.extras.save(run_dir, epoch=state.epoch)
+                    save_epoch(run_dir, setup, state, is_best=is_best, rng=rng)  # the EMA commits with it
                     progress.log(epoch_line(record, config.epochs))
                     log.write(json.dumps(record) + "\n")
                     log.flush()
@@ -431,11 +484,13 @@ def rank_rng_state(saved: dict, world: World) -> dict:
 
 def save_epoch(run_dir: os.PathLike, setup: Setup, state: TrainingState, *, is_best: bool, rng: list[dict]) -> None:
     """Save the epoch just finished: weights, optimizer, plateau, every rank's RNG state
-    (``rng``, in rank order), history, metrics.csv."""
+    (``rng``, in rank order), the EMA's weights and counters (one transaction), history,
+    metrics.csv."""
     state.optimizer = setup.optimizer.state_dict()
     state.plateau = setup.plateau.state_dict()
     state.rng = {"ranks": rng}
-    save_checkpoint(run_dir, setup.model, state, model_name=setup.config.model, is_best=is_best)
+    extra = setup.extras.weights(epoch=state.epoch) if setup.extras is not None else None
+    save_checkpoint(run_dir, setup.model, state, model_name=setup.config.model, is_best=is_best, extra_weights=extra)
     write_metrics(run_dir, state.history)
 
 
@@ -468,7 +523,8 @@ def header(setup: Setup, run_dir: os.PathLike) -> str:
     scaling = setup.scaling or scale_lr(c.lr, batch_size=c.batch_size, world_size=world.world_size,
                                         accum_steps=c.accum_steps, reference_batch=c.reference_batch,
                                         warmup=c.warmup, epochs=c.epochs, schedule=c.schedule)
-    extras = [setup.data_note, check_sync_bn(world, setup.device, c.sync_bn), "torch.compile" if c.compile else ""]
+    extras = [setup.data_note, check_sync_bn(world, setup.device, c.sync_bn), "torch.compile" if c.compile else "",
+              f"precision {setup.precision.describe()}" if setup.precision is not None else "", setup.threads_note]
     if world.world_size > 1 and n_train % world.world_size:
         extras.append(f"{n_train % world.world_size} image(s) of each epoch's order left out so the ranks' shares are equal")
     return (

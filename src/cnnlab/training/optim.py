@@ -22,6 +22,8 @@ from cnnlab.errors import CnnlabError, UnknownNameError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LOSSES = ("ce", "mse")
+# Fine-tuning: "backbone" trains the classifier alone (a linear probe); "none" trains everything.
+FREEZE = ("none", "backbone")
 
 # GoogLeNet (Szegedy et al. 2015, Sec. 5): "the losses of the auxiliary classifiers were
 # weighted by 0.3" and added to the main loss in training.
@@ -66,19 +68,65 @@ def is_norm(module: nn.Module) -> bool:
     return isinstance(module, norms) or name.endswith(("Norm", "Norm2d"))
 
 
-def parameter_groups(model: nn.Module, *, weight_decay: float, norm_bias_decay: bool = True) -> list[dict]:
+def parameter_groups(
+    model: nn.Module,
+    *,
+    weight_decay: float,
+    norm_bias_decay: bool = True,
+    head: frozenset[str] | set[str] = frozenset(),
+    backbone_lr_scale: float = 1.0,
+) -> list[dict]:
     """Optimizer groups: with ``norm_bias_decay`` false, normalisation layers' parameters
-    and every bias get no weight decay (a second group), the rest ``weight_decay``."""
-    if norm_bias_decay:
-        return [{"params": [p for p in model.parameters()], "weight_decay": weight_decay}]
+    and every bias get no weight decay (a second group), the rest ``weight_decay``.
+
+    Fine-tuning: with ``backbone_lr_scale`` other than 1, each of those groups splits in two,
+    the classifier's parameters (``head``: their names, ``cnnlab.models.weights.head_keys``)
+    and the backbone's, whose group has ``lr_scale`` = ``backbone_lr_scale``: the loop sets
+    each group's learning rate to the schedule's times its ``lr_scale`` (default 1)."""
     decay, no_decay, seen = [], [], set()
-    for module in model.modules():
+    for module_name, module in model.named_modules():
         for name, p in module.named_parameters(recurse=False):
             if id(p) in seen:  # shared parameters: once
                 continue
             seen.add(id(p))
-            (no_decay if is_norm(module) or name == "bias" else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            full = f"{module_name}.{name}" if module_name else name
+            exempt = not norm_bias_decay and (is_norm(module) or name == "bias")
+            (no_decay if exempt else decay).append((full, p))
+    groups = [(decay, weight_decay)] + ([(no_decay, 0.0)] if not norm_bias_decay else [])
+    if backbone_lr_scale == 1.0:
+        return [{"params": [p for _, p in named], "weight_decay": wd} for named, wd in groups]
+    out = []
+    for named, wd in groups:
+        out.append({"params": [p for n, p in named if n in head], "weight_decay": wd, "lr_scale": 1.0})
+        out.append({"params": [p for n, p in named if n not in head], "weight_decay": wd, "lr_scale": backbone_lr_scale})
+    return out
+
+
+def freeze_backbone(model: nn.Module, head: frozenset[str] | set[str]) -> int:
+    """Stop gradients to every parameter but the classifier's (``head``: parameter names), for
+    a linear probe; returns how many parameters stay trainable. :func:`keep_frozen_in_eval`
+    then keeps the frozen part in eval mode."""
+    trainable = 0
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in head)
+        trainable += p.numel() if name in head else 0
+    if not trainable:
+        raise CnnlabError("freeze=backbone left no parameter to train: the model's classifier was not found")
+    return trainable
+
+
+def keep_frozen_in_eval(model: nn.Module) -> None:
+    """Put every module whose parameters are all frozen back in eval mode (call after
+    ``model.train()``): its BatchNorm layers then normalise with the pretrained running
+    statistics and do not update them, and its dropout and stochastic depth are off, so a
+    linear probe trains on exactly the features the pretrained network computes. Modules
+    without parameters of their own subtree (the pooling, the head's dropout) keep train mode."""
+    for module in model.modules():
+        if not module.training:
+            continue
+        params = list(module.parameters())
+        if params and not any(p.requires_grad for p in params):
+            module.eval()
 
 
 def clip_gradients(model: nn.Module, max_norm: float | None) -> float | None:
@@ -113,13 +161,17 @@ class WeightEMA:
         if self.steps % self.every == 0:
             self.averaged.update_parameters(model)
 
+    def metadata(self, *, epoch: int) -> dict[str, str]:
+        """The counters a resume needs, for the weight file's metadata (see :meth:`load`)."""
+        return {"epoch": str(epoch), "steps": str(self.steps), "n_averaged": str(int(self.averaged.n_averaged))}
+
     def save(self, path: Path, *, epoch: int) -> None:
         """The averaged weights as a plain safetensors file of the model (``cnnlab eval`` and
-        ``predict`` can load it like ``best``), the counters in its metadata."""
+        ``predict`` can load it like ``best``), the counters in its metadata. A training run
+        commits the same file inside its checkpoint instead (``StepExtras.weights``)."""
         from cnnlab.training.checkpoint import save_weights
 
-        meta = {"epoch": str(epoch), "steps": str(self.steps), "n_averaged": str(int(self.averaged.n_averaged))}
-        save_weights(self.module, path, meta)
+        save_weights(self.module, path, self.metadata(epoch=epoch))
 
     def load(self, path: Path, *, epoch: int) -> bool:
         """Restore what :meth:`save` wrote at ``epoch``; False (averaging restarts) when the

@@ -5,22 +5,39 @@ shorter side and centre-crop to the run's image size, the dark-background test),
 the same batches and prediction loop as ``cnnlab eval`` (``Batches`` with the run's padding
 and normalisation, :func:`cnnlab.training.evaluate.predict_probs`). So an image file gets the
 probabilities ``eval`` gives it as part of an image-folder dataset.
+
+Without a run (:func:`open_predictor`): a registered model with weights (a path, URL, run
+folder or ``"torchvision"``), fed the way its weights expect when they are a published file
+(``cnnlab.models.weight_files.Preprocess``: resize the shorter side with that interpolation,
+centre crop, mean/std), else the ImageNet convention at the model's input size (shorter side
+to 8/7 of it, bilinear; ImageNet mean/std); or an ``.onnx`` file run by onnxruntime, fed as its
+``cnnlab.*`` metadata says (input size, mean, std, class names) with the image policy's
+shorter-side resize and centre crop.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
+from PIL import Image
 
 from cnnlab.data import Batches, ImageDataset
-from cnnlab.data.image import dark_background, mismatch, read_image
+from cnnlab.data.image import (
+    dark_background,
+    decode_file,
+    mismatch,
+    normalise,
+    read_image,
+    to_uint8_tensor,
+)
 from cnnlab.errors import CnnlabError
+from cnnlab.models.weight_files import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from cnnlab.training.evaluate import predict_probs
-from cnnlab.training.run import Run
+from cnnlab.training.run import WEIGHTS, Run, load_run
 
 
 @dataclass
@@ -82,4 +99,122 @@ def predict_images(run: Run, paths: Sequence[str | os.PathLike], *, k: int = 5, 
     for path, p in zip(paths, probs):
         values, indices = p.topk(k)
         out.append(Prediction(Path(path), [(classes[i], float(v)) for v, i in zip(values, indices)], differences[len(out)]))
+    return out
+
+
+# --- without a run: a model with weights, or an ONNX file -----------------------------------
+
+_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+CROP_RATIO = 0.875  # ImageNet convention: centre crop = 7/8 of the resized shorter side (256 -> 224)
+
+
+@dataclass
+class Predictor:
+    """A model to classify image files with, and how to feed it (not a run folder)."""
+
+    label: str  # the model and its weights, or the ONNX file
+    model: Callable[[torch.Tensor], torch.Tensor]  # (B, C, H, W) float -> logits; eval mode
+    channels: int
+    preprocess: Preprocess
+    classes: tuple[str, ...]
+    note: str = ""  # where the preprocessing comes from
+
+
+def preprocess_image(path: str | os.PathLike, channels: int, pre: Preprocess) -> torch.Tensor:
+    """An image file as a weights file expects it: float (C, crop, crop), normalised."""
+    img = decode_file(Path(path), channels).image
+    w, h = img.size
+    scale = pre.resize / min(w, h)
+    size = (max(pre.crop, round(w * scale)), max(pre.crop, round(h * scale)))
+    if size != (w, h):
+        img = img.resize(size, _FILTERS[pre.interpolation])
+    left, top = (size[0] - pre.crop) // 2, (size[1] - pre.crop) // 2
+    x = to_uint8_tensor(img.crop((left, top, left + pre.crop, top + pre.crop))).float() / 255
+    return normalise(x[None], pre.mean[:channels], pre.std[:channels])[0]
+
+
+def _default_preprocess(side: int, channels: int) -> Preprocess:
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,), (0.5,))
+    return Preprocess(round(side / CROP_RATIO), side, "bilinear", mean, std)  # type: ignore[arg-type]
+
+
+def _model_predictor(name: str, weights: str) -> Predictor:
+    from cnnlab.models import get_model_info
+    from cnnlab.models.weights import pretrained, resolve_weights
+
+    _, row = resolve_weights(name, weights)
+    model = pretrained(name, weights).eval()
+    info = get_model_info(model)
+    channels, side = info.input_size[0], info.input_size[1]
+    if row is not None:
+        pre, note = row.preprocess, f"preprocessing of {row.file_name} ({row.tag})"
+    else:
+        pre, note = _default_preprocess(side, channels), "the ImageNet convention at the model's input size (not a published file)"
+    with torch.no_grad():
+        classes = int(model(torch.zeros(1, channels, pre.crop, pre.crop)).shape[1])
+    return Predictor(f"{name} with {weights}", model, channels, pre, tuple(f"class {i}" for i in range(classes)), note)
+
+
+def _onnx_predictor(path: Path) -> Predictor:
+    from cnnlab.training.export import OnnxModel
+
+    onnx = OnnxModel(path)
+    meta = onnx.metadata
+    try:
+        c, h, w = (int(v) for v in meta["input_size"])  # type: ignore[union-attr]
+        mean, std = tuple(meta["mean"]), tuple(meta["std"])  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError):
+        raise CnnlabError(f"{path} has no cnnlab input_size/mean/std metadata; write it with `cnnlab export`") from None
+    if h != w:
+        raise CnnlabError(f"{path} takes {h}x{w} inputs; predict feeds square crops only")
+    classes = meta.get("classes")
+    with torch.no_grad():
+        n = int(onnx(torch.zeros(1, c, h, w)).shape[1])
+    names = tuple(classes) if isinstance(classes, list) and len(classes) == n else tuple(f"class {i}" for i in range(n))
+    pre = Preprocess(h, h, "bilinear", mean, std)  # type: ignore[arg-type]
+    return Predictor(str(path), onnx, c, pre, names, "its metadata (shorter side resized to the input size, centre crop)")
+
+
+def open_predictor(target: str | os.PathLike, *, weights: str | None = None, checkpoint: str | None = None) -> Run | Predictor:
+    """What ``cnnlab predict TARGET`` classifies with: a run folder (its ``checkpoint``, "best"
+    or "last"; ``weights`` a source to load instead), an ``.onnx`` file, or a registered model
+    name with ``weights`` (a model without weights would predict noise, so that is refused)."""
+    path = Path(target)
+    # A registered name never holds a slash: anything path-like but ONNX is a run folder to load.
+    if path.is_dir() or (path.suffix != ".onnx" and ("/" in str(target) or os.sep in str(target) or path.exists())):
+        if weights in WEIGHTS:  # the old spelling: --weights best|last of a run
+            checkpoint, weights = checkpoint or weights, None
+        run = load_run(path, weights=checkpoint or "best")
+        if weights is not None:
+            from cnnlab.models.weights import load_weights
+
+            load_weights(run.model, weights)
+        return run
+    if checkpoint is not None:
+        raise CnnlabError(f"--checkpoint {checkpoint} picks a run folder's file; {target} is not a run folder")
+    if path.suffix == ".onnx":
+        if weights is not None:
+            raise CnnlabError(f"{target} holds its own weights; give no --weights with an ONNX file")
+        return _onnx_predictor(path)
+    from cnnlab.models import get_model_info
+
+    name = get_model_info(str(target)).name  # an unknown name fails with the closest ones
+    if weights is None:
+        raise CnnlabError(f"model {name} has no trained weights; give --weights (a file, URL, run folder or torchvision)")
+    return _model_predictor(name, weights)
+
+
+def predict_with(predictor: Predictor, paths: Sequence[str | os.PathLike], *, k: int = 5, batch_size: int = 64) -> list[Prediction]:
+    """The ``k`` most probable classes of each image file under ``predictor``."""
+    if k < 1:
+        raise CnnlabError(f"k must be >= 1 (classes to show per image), got {k}")
+    x = torch.stack([preprocess_image(p, predictor.channels, predictor.preprocess) for p in paths])
+    with torch.no_grad():
+        logits = torch.cat([predictor.model(part) for part in x.split(batch_size)])
+    probs = logits.float().softmax(1)
+    k = min(k, probs.shape[1])
+    out = []
+    for path, p in zip(paths, probs):
+        values, indices = p.topk(k)
+        out.append(Prediction(Path(path), [(predictor.classes[i], float(v)) for v, i in zip(values, indices)]))
     return out

@@ -8,8 +8,8 @@
 - **Image size**: a model that cannot take the dataset's images (8x8 images for LeNet-5,
   32x32x3 for the MLP built for 28x28) is found by a training-mode forward pass on the meta
   device, which computes shapes only, before any data is batched; the message names both
-  sizes and a fix (``--pad``, ``-o image_size=...`` where the model has that option, or
-  another model).
+  sizes and a fix (``--pad``, ``--image-size`` to resize the images, ``-o image_size=...``
+  where the model has that option, or another model).
 """
 
 from __future__ import annotations
@@ -138,6 +138,8 @@ def check_input_fits(
         fixes.append(f"--pad {pad + (eh - ph) // 2}")
     if "image_size" in get_model_info(model).options and ph == pw:
         fixes.append(f"-o image_size={ph}")
+    if eh == ew and (eh, ew) != (ph, pw):  # the model is built with the images' channels: only the side matters
+        fixes.append(f"--image-size {eh}")
     fixes.append(f"a model that takes {c}x{ph}x{pw} images")
     raise CnnlabError(
         f"{model} cannot take the images of {data}: they are {c}x{h}x{w}{padded}, the model is built for "
