@@ -199,9 +199,14 @@ def derived_dataset(
 
 
 def machine_description() -> str:
-    """CPU cores, whether other work shares the machine (load average), torch threads, device."""
+    """The CPU by name and its vector ISA, cores, whether other work shares the machine (load
+    average), torch threads, device: figures are only comparable on the same machine."""
+    from cnnlab.training.device import machine_name, native_precision
+
     cores = os.cpu_count() or 1
-    text = f"{cores}-core CPU"
+    cpu = torch.device("cpu")
+    bf16 = "native bf16" if native_precision(cpu).dtype is not None else "no native bf16"
+    text = f"{cores} cores of {machine_name(cpu)} ({torch.backends.cpu.get_cpu_capability()}, {bf16})"
     if hasattr(os, "getloadavg"):
         load = os.getloadavg()[0]
         # Before the experiment starts, a load of 1 or more means other processes are running.
