@@ -11,14 +11,13 @@ on the same input and refused if it moved the outputs by more than :data:`FOLD_R
 scale (a convolution output that also fed something other than its BN would).
 
 bf16: autocast to bfloat16 only where the hardware has bf16 arithmetic: CPUs with AVX512-BF16
-or AMX-BF16 (``/proc/cpuinfo`` flags), CUDA GPUs of compute capability 8.0 or newer. Elsewhere
+or AMX-BF16 (cnnlab.training.device.native_precision), CUDA GPUs of compute capability 8.0 or newer. Elsewhere
 bf16 is emulated and slower than fp32, so the path stays fp32.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ from torch import Tensor, nn
 from cnnlab.errors import CnnlabError, DataError
 from cnnlab.models.registry import main_output
 from cnnlab.models.weight_files import IMAGENET_MEAN, IMAGENET_STD
+from cnnlab.training.device import cpu_flags, native_precision
 
 __all__ = [
     "FOLD_RTOL",
@@ -50,32 +50,15 @@ __all__ = [
 # rounding in float32, where W*s summed is not (W summed)*s. Seen in float32: <= 2e-4 of the
 # logit scale, with deliberately harsh BN statistics (tests/training/test_inference.py).
 FOLD_RTOL = 1e-3
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 # --- hardware -------------------------------------------------------------------------------
 
 
-@functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU feature flags the kernel reports (Linux); empty elsewhere."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
-
-
 def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 natively (not emulated through fp32)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_capability(device) >= (8, 0)
-    if device.type == "cpu":
-        return any(flag in cpu_flags() for flag in BF16_CPU_FLAGS)
-    return False
+    """Whether ``device`` computes bfloat16 natively (not emulated through fp32): the one
+    hardware check, :func:`cnnlab.training.device.native_precision`."""
+    return native_precision(device).dtype == torch.bfloat16
 
 
 # --- batch-norm folding ---------------------------------------------------------------------
