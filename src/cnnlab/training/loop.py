@@ -529,7 +529,7 @@ def header(setup: Setup, run_dir: os.PathLike) -> str:
         extras.append(f"{n_train % world.world_size} image(s) of each epoch's order left out so the ranks' shares are equal")
     return (
         f"{c.model} ({params:,} parameters) on {c.data}: {n_train:,} train / {n_val:,} val / {n_test:,} test images, "
-        f"batch {c.batch_size} = {setup.steps_per_epoch:,} iterations per epoch, {c.epochs} epochs, "
+        f"batch {c.batch_size} = {setup.steps_per_epoch:,} iterations per epoch, {c.epochs} epoch{'s' if c.epochs != 1 else ''}, "
         f"device {setup.device.type}, {world.describe()}, "
         f"{scaling.describe(per_rank=c.batch_size, world_size=world.world_size, accum_steps=c.accum_steps, lr=c.lr)}, "
         + "".join(f"{e}, " for e in extras if e)
