@@ -79,7 +79,11 @@ def test_report_writer(tmp_path):
     assert "**HELD**: a quarter is below a half" in report
     assert "**DID NOT HOLD**: a quarter is above a half" in report
     assert "`cnnlab experiment test-fake` (quick mode)" in report
-    assert "CPU" in report and "![bars](bars.png)" in report and "| x | y |\n|---|---|\n| 1 | 2 |\n\n" in report
+    from cnnlab.training.device import machine_name
+
+    # The machine is named (CPU model and ISA), so figures from different machines are not mixed up.
+    assert f"cores of {machine_name(torch.device('cpu'))} (" in report
+    assert "![bars](bars.png)" in report and "| x | y |\n|---|---|\n| 1 | 2 |\n\n" in report
     record = json.loads((folder / "metrics.json").read_text())
     assert record["all_held"] is False
     assert record["metrics"] == {"measured": 0.25, "nan": None, "tensor": [1.0, 2.0]}
