@@ -15,7 +15,7 @@ from cnnlab.data import Batches, load_dataset
 from cnnlab.models import create_model
 from cnnlab.training.checkpoint import TrainingState, save_checkpoint
 from cnnlab.training.config import TrainConfig
-from cnnlab.training.evaluate import evaluate_members, evaluate_runs, metrics_from_probs, per_class_rows, predict_probs
+from cnnlab.training.evaluate import evaluate_members, metrics_from_probs, per_class_rows, predict_probs
 from cnnlab.training.loop import fit
 from cnnlab.training.run import load_run
 
@@ -66,7 +66,7 @@ def test_ensemble_averages_member_probabilities(runs):
     assert members[2].result.top1_err == expected.top1_err and members[2].result.num_images == 18
     assert torch.equal(members[2].result.confusion, expected.confusion)
     assert members[0].classes == ["bars", "dots", "plain"]
-    simple = evaluate_runs(paths[:1], device="cpu")
+    simple = [(m.name, m.result) for m in evaluate_members(paths[:1], device="cpu")]
     assert len(simple) == 1 and simple[0][1].top1_err == members[0].result.top1_err
 
 
@@ -90,7 +90,7 @@ def test_tta_flip_and_10crop_average_the_views(runs):
 
 def test_per_class_table(runs):
     _, paths = runs
-    report = evaluate_runs(paths, device="cpu")
+    report = [(m.name, m.result) for m in evaluate_members(paths, device="cpu")]
     headers, rows = per_class_rows(["bars", "dots", "plain"], report)
     assert headers[:2] == ["class", "images"] and headers[-1] == "ensemble"
     assert [r[1] for r in rows] == ["6", "6", "6"]

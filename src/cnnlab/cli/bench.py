@@ -60,30 +60,32 @@ def print_report(report: BenchReport) -> None:
                f"load average {report.load_average:.1f}; matmul peak GFLOP/s: {peaks}")
     size_text = "x".join(map(str, report.input_size))
     if report.rows:
-        rows = []  # each row's share is of the matmul peak of its dtype, measured just before it
-        for r in report.rows:
-            if r.images_per_s is None:
-                rows.append([r.setting, "", "", "", "", "", r.details])
-                continue
-            rows.append([r.setting, f"{r.images_per_s:,.1f}", f"{r.ms_per_batch:,.1f}", f"{r.gflops:,.1f}",
-                         f"{r.share_of_peak:.0%} of {r.peak_gflops:,.0f}", f"{r.top1_agreement:.1%} (max |diff| {r.max_abs_diff:.2g})", r.details])
+        # Each row's share is of the matmul peak of its dtype, measured just before it.
+        rows = _rows(report.rows, lambda r: [f"{r.images_per_s:,.1f}", f"{r.ms_per_batch:,.1f}", f"{r.gflops:,.1f}",
+                                             f"{r.share_of_peak:.0%} of {r.peak_gflops:,.0f}",
+                                             f"{r.top1_agreement:.1%} (max |diff| {r.max_abs_diff:.2g})"])
         print_table(["setting", "images/s", "ms/batch", "GFLOP/s", "of matmul peak", "top-1 agreement", "details"], rows,
                     title=f"{report.model}, batch {report.batch} x {size_text}, {_g(report.gmacs_per_image)} GMACs/image; "
                           f"agreement on {report.images}",
                     right=("images/s", "ms/batch", "GFLOP/s", "of matmul peak"))
     if report.training:
-        rows = []
-        for r in report.training:
-            if r.images_per_s is None:
-                rows.append([r.setting, "", "", "", "", "", r.details])
-                continue
-            rows.append([r.setting, f"{r.images_per_s:,.1f}", f"{r.ratio_to_plain:.2f}x", f"{r.ms_per_batch:,.1f}",
-                         f"{r.gflops:,.1f}", f"{r.share_of_peak:.0%} of {r.peak_gflops:,.0f}", r.details])
+        rows = _rows(report.training, lambda r: [f"{r.images_per_s:,.1f}", f"{r.ratio_to_plain:.2f}x", f"{r.ms_per_batch:,.1f}",
+                                                 f"{r.gflops:,.1f}", f"{r.share_of_peak:.0%} of {r.peak_gflops:,.0f}"])
         print_table(["setting", "images/s", "vs plain", "ms/step", "GFLOP/s", "of matmul peak", "details"], rows,
                     title=f"training {report.model}, batch {report.batch} x {size_text}, {report.train_steps} steps per call, "
                           f"{_g(3 * 2 * report.gmacs_per_image)} GFLOP/image (3x forward); "
                           "'vs plain': the plain loop timed alternately with each row",
                     right=("images/s", "vs plain", "ms/step", "GFLOP/s", "of matmul peak"))
+
+
+def _rows(rows, measured) -> list[list[str]]:
+    """Table rows: the setting, ``measured(row)``'s cells (blank for a setting that did not
+    run), its details."""
+    out = []
+    for r in rows:
+        cells = measured(r) if r.images_per_s is not None else [""] * 5
+        out.append([r.setting, *cells, r.details])
+    return out
 
 
 def _g(value: float) -> str:

@@ -208,18 +208,20 @@ def decode_image(path: str | os.PathLike, channels: int) -> Image.Image:
     return decode_file(path, channels).image
 
 
-def resize_and_crop(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+def resize_and_crop(img: Image.Image, size: tuple[int, int], *, shorter: int | None = None,
+                    resample: Image.Resampling = Image.Resampling.BILINEAR) -> Image.Image:
     """Step 3: scale ``img`` (keeping its aspect ratio) so that it covers ``size`` = (height,
     width), then take the centre ``size`` crop. For a square target S this is the usual
-    "resize the shorter side to S, centre-crop S x S"."""
+    "resize the shorter side to S, centre-crop S x S". ``shorter``: resize the shorter side to
+    this first (a published weight file's "resize 256, crop 224"), still covering ``size``."""
     th, tw = size
     w, h = img.size
-    if (w, h) == (tw, th):
+    if (w, h) == (tw, th) and shorter is None:
         return img
-    scale = max(th / h, tw / w)
+    scale = max(th / h, tw / w) if shorter is None else shorter / min(w, h)
     nw, nh = max(tw, round(w * scale)), max(th, round(h * scale))
     if (nw, nh) != (w, h):
-        img = img.resize((nw, nh), Image.Resampling.BILINEAR)
+        img = img.resize((nw, nh), resample)
     left, top = (nw - tw) // 2, (nh - th) // 2
     return img.crop((left, top, left + tw, top + th))
 

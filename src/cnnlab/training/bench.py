@@ -41,6 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from cnnlab.errors import CnnlabError
 from cnnlab.models.registry import main_output
 from cnnlab.training.device import (
+    PRECISION_NAMES,
     choose_precision,
     cpu_flags,
     machine_name,
@@ -203,7 +204,7 @@ def _trainer(inp: TrainInput, *, dtype: torch.dtype | None = None, channels_last
                                amp=dtype, scaler=scaler)
 
     if not auto:
-        details.append(f"{ {None: 'fp32', torch.bfloat16: 'bf16', torch.float16: 'fp16'}[dtype]} "
+        details.append(f"{PRECISION_NAMES[dtype]} "
                        f"{'channels-last' if channels_last else 'NCHW'}{', torch.compile' if compiled else ''}")
     return run, "; ".join(details), dtype == torch.bfloat16
 

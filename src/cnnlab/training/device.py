@@ -101,6 +101,7 @@ AMP_MODES = ("auto", "on", "off")  # --amp: measured choice, reduced precision f
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 PROBE_PIXELS = 128 * 32 * 32  # pixels per probe step: a CIFAR batch of 128, or 2 ImageNet images
 PROBE_STEPS = 2  # timed steps per variant, after one warm-up step; the faster one counts
+PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}  # autocast dtype (None: none)
 PROBE_MARGIN = 0.05  # a variant must be this much faster than fp32 NCHW to be chosen (timing noise)
 
 
@@ -170,7 +171,7 @@ class Precision:
 
     @property
     def name(self) -> str:
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+        return PRECISION_NAMES[self.dtype]
 
     @property
     def scaled(self) -> bool:
@@ -183,7 +184,7 @@ class Precision:
 
 
 def _variant(dtype: torch.dtype | None, channels_last: bool) -> str:
-    return f"{ {None: 'fp32', torch.bfloat16: 'bf16', torch.float16: 'fp16'}[dtype]}/{'channels-last' if channels_last else 'nchw'}"
+    return f"{PRECISION_NAMES[dtype]}/{'channels-last' if channels_last else 'nchw'}"
 
 
 def probe_images(input_shape: tuple[int, ...]) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -215,12 +215,6 @@ class MemberResult:
     probs: torch.Tensor  # (N, classes) averaged softmax, float32
     labels: torch.Tensor  # (N,)
     classes: list[str]  # class names in label order
-
-
-def evaluate_runs(runs: Sequence[str | os.PathLike], **options: Any) -> list[tuple[str, EvalResult]]:
-    """(name, result) for each run, then ("ensemble", result) when there are several;
-    ``options`` are :func:`evaluate_members`'."""
-    return [(m.name, m.result) for m in evaluate_members(runs, **options)]
 
 
 def evaluate_members(

@@ -173,7 +173,7 @@ def prepare(config: TrainConfig, *, world: World = SINGLE, device: torch.device 
     train, val, test = batches(train_set, True), batches(val_set, False) if len(val_set) else None, batches(test_set, False)
     # A first layer set from the training images (airbench's whitening); not over loaded weights
     # (a resume loads its checkpoint after this).
-    if hasattr(model, "init_whitening") and isinstance(train, Batches) and getattr(config, "weights", None) is None:
+    if hasattr(model, "init_whitening") and isinstance(train, Batches) and config.weights is None:
         model.init_whitening(prepare_batch(train.images[:WHITEN_IMAGES], dtype=train.dtype, pad=pad, augment=None,
                                            generator=generator, mean=train.mean, std=train.std, channels_last=False))
     scaling = scale_lr(

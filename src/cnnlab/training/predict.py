@@ -32,6 +32,7 @@ from cnnlab.data.image import (
     mismatch,
     normalise,
     read_image,
+    resize_and_crop,
     to_uint8_tensor,
 )
 from cnnlab.errors import CnnlabError
@@ -122,14 +123,9 @@ class Predictor:
 
 def preprocess_image(path: str | os.PathLike, channels: int, pre: Preprocess) -> torch.Tensor:
     """An image file as a weights file expects it: float (C, crop, crop), normalised."""
-    img = decode_file(Path(path), channels).image
-    w, h = img.size
-    scale = pre.resize / min(w, h)
-    size = (max(pre.crop, round(w * scale)), max(pre.crop, round(h * scale)))
-    if size != (w, h):
-        img = img.resize(size, _FILTERS[pre.interpolation])
-    left, top = (size[0] - pre.crop) // 2, (size[1] - pre.crop) // 2
-    x = to_uint8_tensor(img.crop((left, top, left + pre.crop, top + pre.crop))).float() / 255
+    img = resize_and_crop(decode_file(Path(path), channels).image, (pre.crop, pre.crop), shorter=pre.resize,
+                          resample=_FILTERS[pre.interpolation])
+    x = to_uint8_tensor(img).float() / 255
     return normalise(x[None], pre.mean[:channels], pre.std[:channels])[0]
 
 
