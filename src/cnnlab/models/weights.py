@@ -414,22 +414,29 @@ def load_weights(
     return _load_state(model, state, origin, replace_head=replace_head)
 
 
-def _load_state(model: nn.Module, state: dict[str, Tensor], origin: str, *, replace_head: bool = False) -> nn.Module:
-    heads = head_keys(model) if replace_head else frozenset()
-    if heads and not all(k in state for k in heads):
-        missing = next(k for k in sorted(heads) if k not in state)
-        raise CheckpointError(f"{origin} has no classifier {missing} to replace; is it a state dict of {model_label(model)}?")
+def _check_fits(model: nn.Module, state: dict[str, Tensor], origin: str, label: str, *,
+                ignore: frozenset[str] = frozenset()) -> None:
+    """Raise the one-line error naming how ``state`` does not fit ``model`` (and the closest
+    registered models), after filling in what old files lack."""
     for key, value in model.state_dict().items():
         # Files saved before PyTorch 0.4.1 (torchvision's 2017 ones) lack BN's step counter,
         # which only momentum=None uses: it starts at 0, as load_state_dict would set it.
         stem = key.rsplit(".", 1)[0]
         if key.endswith("num_batches_tracked") and key not in state and f"{stem}.running_mean" in state:
             state[key] = torch.zeros_like(value, device="cpu")
-    problems = fit_problems(model, state, ignore=heads)
+    problems = fit_problems(model, state, ignore=ignore)
     if problems:
         close = ", ".join(f"{name} ({score:.0%})" for name, score in closest_models(state))
         hint = f"; closest registered models by keys and shapes: {close}" if close else ""
-        raise CheckpointError(f"{origin} does not fit model {model_label(model)}: {'; '.join(problems)}{hint}")
+        raise CheckpointError(f"{origin} does not fit model {label}: {'; '.join(problems)}{hint}")
+
+
+def _load_state(model: nn.Module, state: dict[str, Tensor], origin: str, *, replace_head: bool = False) -> nn.Module:
+    heads = head_keys(model) if replace_head else frozenset()
+    if heads and not all(k in state for k in heads):
+        missing = next(k for k in sorted(heads) if k not in state)
+        raise CheckpointError(f"{origin} has no classifier {missing} to replace; is it a state dict of {model_label(model)}?")
+    _check_fits(model, state, origin, model_label(model), ignore=heads)
     if heads:
         model.load_state_dict({k: v for k, v in state.items() if k not in heads}, strict=False)
         new_head(model, heads)
@@ -508,9 +515,6 @@ def check_fit(name: str, weights: str | os.PathLike, *, progress: bool = True) -
     with torch.device("meta"):
         model = create_model(name, **weight_options(name, weights))
     state = read_weights(source, progress=progress)
-    problems = fit_problems(model, state)
-    if problems:
-        close = ", ".join(f"{n} ({score:.0%})" for n, score in closest_models(state))
-        hint = f"; closest registered models by keys and shapes: {close}" if close else ""
-        raise CheckpointError(f"{source} does not fit model {name}: {'; '.join(problems)}{hint}")
-    return len(state), row
+    count = len(state)  # as in the file, before the BN counters an old file lacks are filled in
+    _check_fits(model, state, str(source), name)
+    return count, row
