@@ -52,3 +52,18 @@ def test_kfold_partitions():
     assert torch.equal(vals, torch.arange(10))
     for tr, va in folds:
         assert len(set(tr.tolist()) & set(va.tolist())) == 0 and len(tr) + len(va) == 10
+
+
+def test_decoding_workers_fork_from_a_clean_server_once_torch_distributed_has_started(tmp_path):
+    """After init_process_group the communication threads exist; a plain fork could inherit a
+    held lock (pytorch/pytorch#75147), so workers then start from forkserver."""
+    import torch.distributed as dist
+
+    from cnnlab.data.batches import worker_context
+
+    assert worker_context(0) is None and worker_context(2) is None
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert worker_context(2) == "forkserver" and worker_context(0) is None
+    finally:
+        dist.destroy_process_group()

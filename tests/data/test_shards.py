@@ -244,9 +244,9 @@ def test_two_ranks_train_from_their_own_shards_and_evaluate_every_test_image_onc
     out = tmp_path / "run"
     command = [sys.executable, "-m", "cnnlab", "train", "lenet5", "--data", f"shards:{packed}", "--data-mode", "stream",
                "--epochs", "1", "--batch-size", "4", "--eval-batch-size", "4", "--workers", "1", "--threads", "1",
-               "--device", "cpu", "--amp", "off", "--dist-timeout", "60", "--nproc", "2", "--out", str(out), "-q"]
+               "--device", "cpu", "--amp", "off", "--dist-timeout", "300", "--nproc", "2", "--out", str(out), "-q"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = (out / "train.log").read_text().splitlines()
     assert "2 ranks (gloo" in lines[0] and "streamed from tar shards" in lines[0]

@@ -37,6 +37,17 @@ def prepare_batch(images: torch.Tensor, *, dtype: torch.dtype, pad: int, augment
     return x
 
 
+def worker_context(workers: int) -> str | None:
+    """The start method of a loader's decoding workers: Linux's default ``fork``, except once
+    torch.distributed has started (gloo/NCCL run their own threads, and a fork taken while one
+    of them holds a lock can leave the worker hung for good, pytorch/pytorch#75147: one
+    rank then stalls its peers until the collective timeout). ``forkserver`` forks from a
+    clean single-threaded server instead."""
+    if workers > 0 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        return "forkserver"
+    return None
+
+
 def check_plan(batch_size: int, *, rank: int, world_size: int, shuffle: bool, seed: int | None) -> None:
     """The arguments every batch iterator checks (a programming error, not a user's)."""
     if batch_size < 1:

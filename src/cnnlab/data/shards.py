@@ -42,7 +42,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from cnnlab.data.batches import BatchPlan, check_plan
+from cnnlab.data.batches import BatchPlan, check_plan, worker_context
 from cnnlab.data.files import atomic_write_text
 from cnnlab.data.sharding import epoch_order, shard_sizes
 from cnnlab.errors import CnnlabError, DataError
@@ -305,6 +305,7 @@ class ShardBatches(BatchPlan):
         self._loader = torch.utils.data.DataLoader(
             self._stream, batch_size=batch_size, num_workers=workers, collate_fn=_collate,
             pin_memory=self.device.type == "cuda", persistent_workers=False,
+            multiprocessing_context=worker_context(workers),
         )
         self._keys: list[int] = []
 

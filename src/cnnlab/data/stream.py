@@ -38,7 +38,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from cnnlab.data.batches import Augment, BatchPlan, check_plan
+from cnnlab.data.batches import Augment, BatchPlan, check_plan, worker_context
 from cnnlab.data.datasets import DatasetSpec, get_dataset_spec
 from cnnlab.data.image import (
     decode_image,
@@ -508,6 +508,7 @@ class StreamBatches(BatchPlan):
             pin_memory=self.device.type == "cuda",
             persistent_workers=self.workers > 0,
             prefetch_factor=PREFETCH if self.workers > 0 else None,
+            multiprocessing_context=worker_context(self.workers),
         )
 
     def _total(self) -> int:
