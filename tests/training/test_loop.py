@@ -91,6 +91,30 @@ def test_a_loss_that_is_not_finite_names_the_step_and_learning_rate():
                         lr=lambda step: 0.5, epoch=2)
 
 
+def test_reading_the_loss_every_few_batches_gives_the_same_epoch_and_names_the_same_bad_step():
+    # On a GPU the losses are read on the host every HOST_READ_EVERY batches (no stall per step);
+    # the numbers and the step a non-finite loss names must be those of reading every batch.
+    def run(read_every, loss_fn=None):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+        optimizer = make_optimizer(model.parameters(), name="sgd", lr=0.1)
+        stats = train_one_epoch(model, tiny_batches(), optimizer, loss_fn or make_loss("ce", num_classes=3),
+                                lr=lambda step: 0.1, epoch=0, read_every=read_every)
+        return stats, torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    (one, w1), (four, w4) = run(1), run(4)
+    assert (one.loss, one.acc, one.images) == (four.loss, four.acc, four.images) and torch.equal(w1, w4)
+    calls = []
+
+    def nan_at_second_batch(logits, y):
+        calls.append(1)
+        return logits.sum().abs() * (float("nan") if len(calls) == 2 else 0.0)
+
+    with pytest.raises(CnnlabError, match=r"the loss became nan at epoch 1, step 2 \(last finite loss 0\)"):
+        run(8, nan_at_second_batch)
+    assert len(calls) == 3  # the epoch's 3 batches ran before the one read: the report is late, not wrong
+
+
 def test_auxiliary_losses_are_weighted():
     ce = make_loss("ce", num_classes=3)
     y = torch.tensor([0, 1])

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from cnnlab.data import Batches, data_root, get_dataset_spec
 from cnnlab.data.augment import get_preset
@@ -72,9 +72,24 @@ from cnnlab.training.distributed import (
 from cnnlab.training.evaluate import EvalResult
 from cnnlab.training.extras import StepExtras, ema_metrics, resume_extras
 from cnnlab.training.finetune import build_model, with_weight_options
-from cnnlab.training.optim import LossFn, keep_frozen_in_eval, loss_with_aux, make_loss, make_optimizer, parameter_groups
+from cnnlab.training.optim import (
+    LossFn,
+    keep_frozen_in_eval,
+    loss_with_aux,
+    make_loss,
+    make_optimizer,
+    parameter_groups,
+)
 from cnnlab.training.progress import TrainProgress
-from cnnlab.training.run import Run, RunFolder, data_info, interrupted_message, open_run, resume_state, write_metrics
+from cnnlab.training.run import (
+    Run,
+    RunFolder,
+    data_info,
+    interrupted_message,
+    open_run,
+    resume_state,
+    write_metrics,
+)
 from cnnlab.training.schedule import Plateau, lr_at
 from cnnlab.training.tensorboard import TensorBoardLog
 from cnnlab.training.validate import check_input_fits, check_model_options
@@ -208,6 +223,9 @@ def prepare(config: TrainConfig, *, world: World = SINGLE, device: torch.device 
 StepCallback = Callable[..., None]
 
 
+HOST_READ_EVERY = 32  # steps between host reads of the training loss on an accelerator
+
+
 def train_one_epoch(
     model: nn.Module,
     batches: Batches,
@@ -223,6 +241,7 @@ def train_one_epoch(
     world: World = SINGLE,
     on_step: StepCallback | None = None,
     extras: StepExtras | None = None,
+    read_every: int | None = None,
 ) -> EpochStats:
     """One pass over ``batches`` (epoch ``epoch``, 0-based); ``lr(step)`` gives the learning
     rate of each global optimizer step. Auxiliary heads (GoogLeNet) add to the loss; a loss
@@ -231,7 +250,9 @@ def train_one_epoch(
     ``accum_steps`` micro-batches make one optimizer step; each micro-batch's loss is weighted
     by its share of the step's images, so k micro-batches of B images step like one batch of
     kB (up to float rounding). Under DDP (``model`` has ``no_sync``) gradients are all-reduced
-    on a step's last micro-batch only. The returned statistics cover every rank of ``world``."""
+    on a step's last micro-batch only. The returned statistics cover every rank of ``world``.
+    ``read_every``: batches between host reads of the loss (default: 1 on a CPU or with
+    ``on_step``, else :data:`HOST_READ_EVERY`, so a GPU's queue is not drained every step)."""
     model.train()
     keep_frozen_in_eval(model)  # a linear probe's frozen backbone: eval mode (cnnlab.training.finetune)
     check_equal_steps(world, len(batches))
@@ -239,7 +260,7 @@ def train_one_epoch(
     if progress is not None:  # rank 0's batches stand for all ranks' (the same count each)
         progress.start_epoch(epoch + 1, batches.num_images * world.world_size)
     t0 = time.perf_counter()
-    loss_sum = torch.zeros((), dtype=torch.float64)
+    loss_sum = 0.0
     correct = seen = 0
     step_lr = 0.0
     n_batches, size, total = len(batches), batches.batch_size, batches.num_images
@@ -247,6 +268,33 @@ def train_one_epoch(
     step_images = size
     optimizer.zero_grad(set_to_none=True)
     last_finite: float | None = None  # the last batch's loss, for the message if one is not finite
+    # Reading a loss on the host waits for the device. On a CPU that costs nothing; on a GPU it
+    # would stall the queue every step, so the batches' losses and hits stay on the device and
+    # are read together every `read_every` steps (the finite check then names the exact step,
+    # up to that many steps late; nothing has been saved meanwhile).
+    pending: list[tuple[int, int, float, Tensor, Tensor]] = []  # (batch, images, lr, loss*n, hits)
+    auto_read = read_every is None
+    read_every = 1 if read_every is None else read_every
+
+    def read_pending() -> None:
+        nonlocal loss_sum, correct, seen, last_finite
+        if not pending:
+            return
+        losses = torch.stack([p[3] for p in pending]).double().tolist()
+        hits = torch.stack([p[4] for p in pending]).tolist()
+        for (i, n, at_lr, _, _), batch_loss, batch_correct in zip(pending, losses, hits):
+            check_finite_loss(batch_loss / n, last_finite, epoch=epoch, step=i, lr=at_lr)
+            last_finite = batch_loss / n
+            loss_sum += batch_loss
+            correct += batch_correct
+            seen += n
+            if progress is not None:
+                progress.advance(n * world.world_size, batch_loss * world.world_size, batch_correct * world.world_size)
+            if on_step is not None and (i == n_batches - 1 or (i + 1) % accum_steps == 0):
+                step = epoch * steps_per_epoch + i // accum_steps
+                on_step(step, loss=batch_loss / n, lr=at_lr, images=step_images * world.world_size)
+        pending.clear()
+
     for i, (x, y) in enumerate(batches):
         first = i - i % accum_steps  # the step's first and last micro-batch
         last = min(first + accum_steps, n_batches) - 1
@@ -272,17 +320,12 @@ def train_one_epoch(
             optimizer.zero_grad(set_to_none=True)
             if extras is not None:
                 extras.after_step()  # EMA of the weights
-        batch_loss = float(loss.detach()) * n
-        batch_correct = int((logits.detach().argmax(1) == y).sum())
-        check_finite_loss(batch_loss / n, last_finite, epoch=epoch, step=i, lr=step_lr)
-        last_finite = batch_loss / n
-        loss_sum += batch_loss
-        correct += batch_correct
-        seen += n
-        if progress is not None:
-            progress.advance(n * world.world_size, batch_loss * world.world_size, batch_correct * world.world_size)
-        if on_step is not None and i == last:
-            on_step(step, loss=batch_loss / n, lr=step_lr, images=step_images * world.world_size)
+        if auto_read and i == 0 and on_step is None and x.device.type != "cpu":
+            read_every = HOST_READ_EVERY
+        pending.append((i, n, step_lr, loss.detach().double() * n, (logits.detach().argmax(1) == y).sum()))
+        if len(pending) >= read_every:
+            read_pending()
+    read_pending()
     seconds = all_max(world, time.perf_counter() - t0)
     loss_total, correct, seen = all_sum(world, [float(loss_sum), correct, seen])
     return EpochStats(loss_total / max(seen, 1), correct / max(seen, 1), step_lr, int(seen), seconds)
