@@ -10,7 +10,7 @@ from PIL import Image
 
 import cnnlab
 from cnnlab.data import Batches, load_dataset
-from cnnlab.training.evaluate import predict_probs
+from cnnlab.training.evaluate import evaluate_weights, predict_probs
 from cnnlab.training.predict import predict_file_probs
 from tests.cli.conftest import run_cli
 
@@ -55,3 +55,49 @@ def test_predict_corrupt_image(run_dir, tmp_path, capsys):
     bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     code, _, err = run_cli(["predict", str(run_dir), str(bad)], capsys)
     assert code == 1 and f"cannot decode image {bad}" in err
+
+
+def test_eval_a_model_with_weights_on_image_folders(tmp_path, capsys):
+    # A ResNet-20 state dict of 10 outputs on a 10-class folder: the table names the model and
+    # how it was scored; stderr says where the preprocessing came from.
+    import torch
+
+    from cnnlab.models import create_model
+    from tests.training.test_evaluation_weights import image_folder
+
+    root = image_folder(tmp_path / "ten", [f"c{i}" for i in range(10)], per_class=1)
+    torch.manual_seed(0)
+    torch.save(create_model("resnet20").state_dict(), tmp_path / "mine.pth")
+    args = ["eval", "resnet20", "--weights", str(tmp_path / "mine.pth"), "--data", f"folder:{root}", "--device", "cpu",
+            "--workers", "0"]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert "model" in out and "resnet20 with" in out and "outputs taken as" in out and re.search(r"\s10\s", out)
+    assert "preprocessing from the ImageNet convention" in err
+    expected = evaluate_weights("resnet20", str(tmp_path / "mine.pth"), data=f"folder:{root}", device="cpu", workers=0)
+    assert f"{100 * expected.member.result.top1_err:.2f}%" in out
+
+
+def test_eval_with_weights_errors_are_one_line(run_dir, tmp_path, capsys):
+    import torch
+
+    from cnnlab.models import create_model
+    from tests.training.test_evaluation_weights import image_folder
+
+    root = image_folder(tmp_path / "ten", [f"c{i}" for i in range(10)], per_class=1)
+    torch.save(create_model("resnet20").state_dict(), tmp_path / "mine.pth")
+    cases = [
+        (["eval", "resnet20", "--data", f"folder:{root}"], "error: model resnet20 has no trained weights; give --weights"),
+        (["eval", "resnet20", "--weights", str(tmp_path / "mine.pth")], "needs --data: the image-folder dataset"),
+        (["eval", "resnet20", "--weights", "x.pth", "--checkpoint", "last", "--data", "mnist"],
+         "error: --checkpoint last picks a run folder's file; resnet20 is not a run folder"),
+        (["eval", str(run_dir), "--weights", str(tmp_path / "mine.pth")],
+         "scores a registered MODEL (cnnlab eval MODEL --weights SOURCE --data DATA)"),
+        # weights for another model: the first mismatching keys and the closest registered models
+        (["eval", "lenet5", "--weights", str(tmp_path / "mine.pth"), "--data", f"folder:{root}", "--workers", "0"],
+         "does not fit model lenet5: "),
+    ]
+    for args, message in cases:
+        code, _, err = run_cli(args, capsys)
+        assert code != 0 and message in err, (args, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

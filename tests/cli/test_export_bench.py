@@ -22,12 +22,75 @@ def test_export_a_run_and_check_it(run_dir: Path, tmp_path: Path, data_root: Pat
     assert code == 0, stderr
     assert re.search(rf"^wrote {re.escape(str(out))} \(0\.\d MB\): .*run, input \(batch dynamic\) x 1x32x32, opset 20$",
                      stdout, re.MULTILINE)
+    # A free batch is checked at two batch sizes; the line gives the worse of the two.
     check = re.search(r"onnxruntime vs PyTorch on 40 MNIST test images: max \|diff\| (\S+) \(logits up to (\S+)\), "
-                      r"top-1 agreement 100\.0% on 40 images", stdout)
+                      r"top-1 agreement 100\.0% on 40 images, at batch sizes 40 and 1$", stdout, re.MULTILINE)
     assert check and float(check.group(1)) <= 1e-4 * float(check.group(2))
     meta = OnnxModel(out).metadata
     assert meta["classes"] == [str(i) for i in range(10)] and meta["input_size"] == [1, 32, 32]
     assert len(meta["mean"]) == 1 and meta["source"] == str(run_dir)
+    assert meta["pad"] == 2  # the run pads MNIST's 28x28 digits to LeNet-5's 32x32
+
+
+@pytest.fixture()
+def digits(data_root: Path, tmp_path: Path) -> list[Path]:
+    """MNIST test digits as files: as they are, one drawn dark on light (the run's image policy
+    inverts it), one resized to 60x45 (resized back to 28x28)."""
+    from PIL import Image
+
+    from cnnlab.data import load_dataset
+
+    images = load_dataset("mnist", "test", root=data_root).images
+    paths = []
+    for i, pixels in enumerate([images[0, 0], images[1, 0], 255 - images[2, 0], images[3, 0]]):
+        img = Image.fromarray(pixels.numpy())
+        paths.append(tmp_path / f"digit{i}.png")
+        (img.resize((60, 45)) if i == 3 else img).save(paths[-1])
+    return paths
+
+
+def test_an_exported_padded_run_predicts_what_the_run_does(run_dir: Path, tmp_path: Path, data_root: Path, digits,
+                                                            capsys) -> None:
+    from cnnlab.training.predict import (
+        Predictor,
+        open_predictor,
+        predict_images,
+        predict_with,
+    )
+
+    out = tmp_path / "lenet.onnx"
+    code, _, stderr = run_cli(["export", str(run_dir), "--out", str(out), "--check-images", "0"], capsys)
+    assert code == 0, stderr
+    onnx = open_predictor(out)
+    assert isinstance(onnx, Predictor) and onnx.pad == 2 and onnx.preprocess.crop == 28
+    run = open_predictor(run_dir)
+    want, got = predict_images(run, digits, k=10), predict_with(onnx, digits, k=10)
+    for w, g in zip(want, got):  # every class's probability, to float32 rounding
+        assert max(abs(p - dict(g.top)[name]) for name, p in w.top) < 1e-5, (w, g)
+        assert g.mismatch == w.mismatch
+    assert got[3].mismatch and "resized from 60x45 to 28x28" in got[3].mismatch
+    assert [g.top[0][0] for g in got] == [w.top[0][0] for w in want]
+    # The command line: the same printed classes and percentages, and where the feeding comes from.
+    code, from_run, _ = run_cli(["predict", str(run_dir), *map(str, digits), "-k", "3"], capsys)
+    assert code == 0
+    code, from_onnx, stderr = run_cli(["predict", str(out), *map(str, digits), "-k", "3"], capsys)
+    assert code == 0, stderr
+    assert from_onnx == from_run
+    assert "preprocessing from its metadata (the run's image policy at 28x28, zero-padded by 2 to 32x32)" in stderr
+
+
+def test_an_old_onnx_file_without_padding_still_predicts_and_says_so(tmp_path: Path, digits, capsys) -> None:
+    from cnnlab.models import create_model
+    from cnnlab.training.export import export_onnx
+
+    # What `cnnlab export` wrote before it recorded padding: no "pad" key.
+    old = export_onnx(create_model("lenet5"), tmp_path / "old.onnx", input_size=(1, 32, 32),
+                      metadata={"mean": [0.1307], "std": [0.3081], "classes": [str(i) for i in range(10)]})
+    code, stdout, stderr = run_cli(["predict", str(old), str(digits[0]), "-k", "1"], capsys)
+    assert code == 0, stderr
+    assert "digit0.png" in stdout
+    assert ("preprocessing from its metadata (shorter side resized to the input size, centre crop; the file records "
+            "no padding: if its run padded its images, export it again)") in stderr
 
 
 @pytest.mark.parametrize(

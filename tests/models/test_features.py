@@ -8,7 +8,13 @@ import torch
 import cnnlab
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model, get_model_info, list_models
-from cnnlab.models.features import TRUNKS, feature_stages, features, forward_features
+from cnnlab.models.features import (
+    TRUNKS,
+    ImageModel,
+    feature_stages,
+    features,
+    forward_features,
+)
 
 # One (small) model per family: its stages' (channels, reduction), as the architectures define
 # them (ResNet-50's 256/512/1024/2048 at 1/4..1/32; ViT's one token grid at 1/16), and the
@@ -102,3 +108,62 @@ def test_bad_stage_and_a_model_without_feature_maps() -> None:
         features(model, torch.randn(1, 3, 32, 32), stages=[3])
     with pytest.raises(CnnlabError, match=r"model mlp \(mlp\) has no feature maps to extract"):
         features(create_model("mlp"), torch.randn(1, 1, 28, 28))
+
+
+# --- model.forward_features(x), the method every registered network inherits ----------------
+
+TRUNK_MODELS = [n for n in list_models() if get_model_info(n).family in TRUNKS]
+FAST_SWEEP = {name for name, _, _ in CASES.values()}  # one model per family in the default run
+# Real values for the default run's models up to this many parameters; the rest run on the meta
+# device (shapes only): a family's other models share its class, so on meta they show that each
+# build has the method and that its output agrees in shape, at a fraction of the cost.
+REAL_LIMIT = 30_000_000
+
+
+def _small(name: str) -> tuple[dict, tuple[int, int, int]]:
+    """Options and a small input for ``name`` (as the registry sweep, tests/models/test_sweep.py)."""
+    info = get_model_info(name)
+    if info.test_input_size is not None:
+        return {}, info.test_input_size
+    if "image_size" in info.options:  # ViT/DeiT: position embeddings sized to the input
+        return {"image_size": 32}, (info.input_size[0], 32, 32)
+    return {}, info.input_size
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in FAST_SWEEP else [pytest.mark.slow]) for n in TRUNK_MODELS])
+def test_the_method_returns_what_the_function_does(name: str) -> None:
+    options, size = _small(name)
+    device = "cpu" if name in FAST_SWEEP and get_model_info(name).params <= REAL_LIMIT else "meta"
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = create_model(name, **options).eval()
+        x = torch.randn(2, *size)
+    assert isinstance(model, ImageModel)
+    with torch.no_grad():
+        got, want = model.forward_features(x), forward_features(model, x)
+    assert got.dim() == 4 and got.shape == want.shape and got.device == want.device
+    if device == "cpu":
+        # Exactly equal (an untrained resnet1202's eval-mode maps overflow to NaN: equal too).
+        torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
+
+
+def test_the_method_on_the_paper_lenet() -> None:
+    torch.manual_seed(0)
+    paper = create_model("lenet5", paper=True).eval()  # a class of its own (LeNet5Paper)
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        got = paper.forward_features(x)
+        assert got.shape == (2, 120, 1, 1) and torch.equal(got, forward_features(paper, x))
+
+
+def test_the_method_on_a_model_without_feature_maps_is_the_functions_error() -> None:
+    for name in ("mlp", "perceptron"):
+        model = create_model(name)
+        assert isinstance(model, ImageModel)
+        with pytest.raises(CnnlabError, match=rf"^model {name} \(mlp\) has no feature maps to extract; families with some: airbench, "):
+            model.forward_features(torch.randn(1, 1, 28, 28))
+
+
+def test_the_base_class_adds_no_state() -> None:
+    # State-dict keys are nn.Module's: the torchvision-named keys of tests/models/test_weights.py.
+    assert not list(ImageModel().state_dict()) and not list(ImageModel().named_modules())[1:]

@@ -377,6 +377,14 @@ def test_resolve_weights() -> None:
     assert W.resolve_weights("lenet5", "runs/x") == (Path("runs/x"), None)
 
 
+def test_a_published_file_name_means_the_file_in_this_folder_when_there_is_one(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert str(W.resolve_weights("resnet50", "resnet50-0676ba61.pth")[0]).startswith("https://")  # none here: download
+    (tmp_path / "resnet50-0676ba61.pth").write_bytes(b"a local copy")
+    path, row = W.resolve_weights("resnet50", "resnet50-0676ba61.pth")
+    assert path == Path("resnet50-0676ba61.pth") and row.tag == "IMAGENET1K_V1"
+
+
 def test_pretrained_applies_the_files_builder_options(tmp_path: Path) -> None:
     torch.manual_seed(0)
     state = create_model("resnet50", stride_in_3x3=True).state_dict()

@@ -198,3 +198,34 @@ def test_the_page_fits_a_phone(browser, page_server):
     assert scroll <= width, f"the page is {scroll} px wide in a {width} px window"
     assert d.execute_script("return document.querySelectorAll('#top5 li').length") == 5
     d.save_screenshot(str(_artifacts() / "phone.png"))
+
+
+def test_a_model_with_weights_and_no_test_images(browser, tmp_path):
+    # `cnnlab serve --model resnet20 --weights mine.pth`: the page names the weights, hides
+    # "random test image" (there are none), and a drawing gets the weights' predictions.
+    import torch
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    from cnnlab.models import create_model
+    from cnnlab.serve.inference import ServedWeights
+
+    torch.manual_seed(0)
+    torch.save(create_model("resnet20").state_dict(), tmp_path / "mine.pth")
+    server = LiveServer(create_app([], models=[ServedWeights("resnet20-mine", "resnet20", str(tmp_path / "mine.pth"))]))
+    try:
+        d = browser
+        d.set_window_size(1280, 900)
+        d.get(f"http://127.0.0.1:{server.port}/")
+        _wait(d, "return document.body.dataset.state === 'ready' && document.getElementById('run-meta').textContent",
+              "the model's page")
+        assert "resnet20 (" in d.find_element(By.ID, "run-meta").text
+        assert "with weights mine.pth: 10 classes" in d.find_element(By.ID, "run-meta").text
+        assert not d.find_element(By.ID, "random-button").is_displayed()
+        assert d.find_element(By.ID, "error-line").text == ""
+        canvas = d.find_element(By.ID, "draw-canvas")
+        ActionChains(d).move_to_element_with_offset(canvas, -20, -20).click_and_hold().move_by_offset(40, 40).release().perform()
+        _ready_with_new_key(d, None)
+        assert d.execute_script("return document.querySelector('#top5 li').dataset.class").startswith("class ")
+    finally:
+        server.close()

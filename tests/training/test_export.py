@@ -70,11 +70,39 @@ def test_lenet5_fixed_batch_with_metadata(tmp_path: Path, data_root: Path) -> No
 
 
 def test_resnet20_dynamic_batch(tmp_path: Path, data_root: Path) -> None:
-    path, _ = _check("resnet20", (3, 32, 32), tmp_path, data_root)
+    path, result = _check("resnet20", (3, 32, 32), tmp_path, data_root)
+    assert result.batch_sizes == (16, 1)
     onnx = OnnxModel(path)
     assert onnx.batch == "batch"
     for n in (1, 3, 7):
         assert onnx(torch.zeros(n, 3, 32, 32)).shape == (n, 10)
+
+
+class _BatchCentred(nn.Module):
+    """Logits that depend on the rest of the batch (each image minus the batch mean): a graph
+    that agrees at the batch size it is checked at and at no other."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc((x - x.mean(0, keepdim=True)).flatten(1))
+
+
+def test_a_free_batch_is_checked_at_two_batch_sizes(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _BatchCentred().eval()
+    path = export_onnx(model, tmp_path / "centred.onnx", input_size=(1, 4, 4), dynamic_batch=True)
+    x = torch.randn(6, 1, 4, 4)
+    assert torch.allclose(OnnxModel(path)(x), model(x), atol=1e-5)  # all six at once: it agrees
+    result = check_onnx(path, model, x)
+    # One at a time, each image is its own batch mean (logits = the bias): the check sees it.
+    assert result.batch_sizes == (6, 1) and result.images == 6
+    assert result.max_abs_diff > 0.1 and result.top1 < 1.0
+    assert result.describe().endswith("on 6 images, at batch sizes 6 and 1") and "max |diff|" in result.describe()
+    fixed = export_onnx(model, tmp_path / "fixed.onnx", input_size=(1, 4, 4))
+    assert check_onnx(fixed, model, x[:1]).describe().endswith("top-1 agreement 100.0% on 1 images, at batch size 1")
 
 
 class _CumulativeMax(nn.Module):

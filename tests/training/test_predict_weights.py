@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cnnlab.data.synsets import imagenet_names
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
 from cnnlab.models.weight_files import (
@@ -58,7 +59,7 @@ def test_a_published_file_brings_its_preprocessing(tmp_path: Path, photo: Path) 
     (p,) = predict_with(predictor, [photo], k=3)
     with torch.no_grad():
         want = model(preprocess_image(photo, 3, Preprocess(256, 224))[None]).softmax(1)[0]
-    assert [name for name, _ in p.top] == [f"class {i}" for i in want.topk(3).indices.tolist()]
+    assert [name for name, _ in p.top] == [imagenet_names()[i] for i in want.topk(3).indices.tolist()]  # 1,000 outputs: ImageNet's names
     assert p.top[0][1] == pytest.approx(float(want.max()), abs=1e-6)
 
 

@@ -15,14 +15,13 @@ from cnnlab.cli.common import (
     invert_option,
     print_table,
     split_option,
-    weights_option,
     weights_source_option,
 )
 from cnnlab.data.tta import TTA_MODES
-from cnnlab.training.evaluate import confusion_rows, evaluate_members, per_class_rows
+from cnnlab.training.evaluate import confusion_rows, evaluate_members, evaluate_weights, per_class_rows
 from cnnlab.training.predict import predict_images
 from cnnlab.errors import CnnlabError
-from cnnlab.training.run import Run
+from cnnlab.training.run import WEIGHTS, Run
 
 
 def check_writable_file(path: Path) -> None:
@@ -36,16 +35,31 @@ def check_writable_file(path: Path) -> None:
         raise CnnlabError(f"cannot write {path}: folder {folder} is not writable")
 
 
+def eval_target(runs: tuple[str, ...], weights: str | None) -> str | None:
+    """The registered model ``cnnlab eval`` scores with ``--weights``, or None for run folders.
+    A model is one name that is no path (a registered name has no slash) and either is
+    registered or comes with weights that are no run's best|last."""
+    from cnnlab.models import list_models
+
+    if len(runs) != 1 or Path(runs[0]).exists() or "/" in runs[0] or os.sep in runs[0]:
+        return None
+    if runs[0] in list_models() or (weights is not None and weights not in WEIGHTS):
+        return runs[0]
+    return None
+
+
 @cli.command("eval")
-@click.argument("runs", nargs=-1, required=True, type=click.Path())
-@click.option("--data", "-d", default=None, help="Dataset (default: the run's own).")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(), metavar="RUN...|MODEL")
+@click.option("--data", "-d", default=None, help="Dataset (default: the run's own; a MODEL needs one).")
 @split_option()
 @click.option("--data-root", type=click.Path(file_okay=False))
 @device_option()
 @click.option("--batch-size", default=500, type=click.IntRange(min=1), show_default=True)
 @click.option("--tta", default="none", show_default=True, type=click.Choice(TTA_MODES),
               help="Test-time augmentation: average softmax over mirrors, or AlexNet's 10 crops at the model's input size.")
-@weights_option()
+@weights_source_option(help="A MODEL's weights (a .pth/.safetensors path, URL, run folder, or torchvision), fed with "
+                            "their own preprocessing; 1000-class weights are scored over the dataset's ImageNet classes (by wnid).")
+@checkpoint_option()
 @click.option("--per-class", is_flag=True, help="Also print per-class accuracy and the confusion table.")
 @click.option("--confusion", "confusion_png", type=click.Path(dir_okay=False), default=None,
               help="Write the confusion matrix heat map (of the ensemble, or the only run) to this PNG.")
@@ -54,16 +68,36 @@ def check_writable_file(path: Path) -> None:
                    "[default: streamed when the split does not fit the run's memory budget or the run was trained streamed]")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Streaming: image-decoding worker processes.  [default: half the cores, 1 to 8]")
-def eval_cmd(runs, data, split, data_root, device, batch_size, tta, weights, per_class, confusion_png, stream, workers) -> None:
-    """Top-1/top-5 error of one run, or of several runs and their ensemble (averaged probabilities)."""
+def eval_cmd(runs, data, split, data_root, device, batch_size, tta, weights, checkpoint, per_class, confusion_png,
+             stream, workers) -> None:
+    """Top-1/top-5 error of one run, of several runs and their ensemble (averaged probabilities),
+    or of a registered MODEL with --weights on an image-folder dataset (--data)."""
     if confusion_png:
         check_writable_file(Path(confusion_png))  # before minutes of evaluation, not after
-    members = evaluate_members(list(runs), data=data, split=split, data_root=data_root, device=device,
-                               batch_size=batch_size, tta=tta, weights=weights, stream=stream, workers=workers)
+    model = eval_target(runs, weights)
+    title = f"{split} split" + (f", TTA {tta}" if tta != "none" else "")
+    if model is not None:
+        if weights is None:
+            raise CnnlabError(f"model {model} has no trained weights; give --weights (a file, URL, run folder or torchvision)")
+        if checkpoint is not None:
+            raise CnnlabError(f"--checkpoint {checkpoint} picks a run folder's file; {model} is not a run folder")
+        if data is None:
+            raise CnnlabError(f"eval {model} --weights {weights} needs --data: the image-folder dataset to score it on")
+        got = evaluate_weights(model, weights, data=data, split=split, data_root=data_root, device=device,
+                               batch_size=batch_size, tta=tta, workers=workers)
+        click.echo(f"{got.member.name}: preprocessing from {got.preprocessing}", err=True)
+        members, first, title = [got.member], "model", f"{title}, {got.scoring}"
+    else:
+        if weights is not None and weights not in WEIGHTS:
+            raise CnnlabError(f"--weights {weights} scores a registered MODEL (cnnlab eval MODEL --weights SOURCE --data DATA); "
+                              "a run folder's own file is --checkpoint best|last")
+        members = evaluate_members(list(runs), data=data, split=split, data_root=data_root, device=device,
+                                   batch_size=batch_size, tta=tta, weights=checkpoint or weights or "best",
+                                   stream=stream, workers=workers)
+        first = "run"
     report = [(m.name, m.result) for m in members]
     rows = [[name, f"{r.top1_err:.2%}", f"{r.top5_err:.2%}", f"{r.loss:.4f}", f"{r.num_images:,}"] for name, r in report]
-    title = f"{split} split" + (f", TTA {tta}" if tta != "none" else "")
-    print_table(["run", "top-1 error", "top-5 error", "loss", "images"], rows, "table", title=title)
+    print_table([first, "top-1 error", "top-5 error", "loss", "images"], rows, "table", title=title)
     classes = members[0].classes
     if per_class:
         headers, rows = per_class_rows(classes, report)
@@ -99,7 +133,7 @@ def predict(run, images, top, invert, weights, checkpoint) -> None:
         predictions = predict_images(loaded, paths, k=top, invert=invert)
     else:
         click.echo(f"{loaded.label}: preprocessing from {loaded.note}", err=True)
-        predictions = predict_with(loaded, paths, k=top)
+        predictions = predict_with(loaded, paths, k=top, invert=invert)
     out = console()
     for p in predictions:
         if p.mismatch:

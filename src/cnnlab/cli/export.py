@@ -26,7 +26,8 @@ FORMATS = ("onnx",)
 def export_cmd(run_or_model: str, fmt: str, out: str, dynamic_batch: bool, opset: int, check_images: int,
                data_root: str | None) -> None:
     """Write RUN_OR_MODEL (a run folder, or a registered model name) as an ONNX file, then check
-    it with onnxruntime: max |logit difference| and top-1 agreement with PyTorch."""
+    it with onnxruntime: max |logit difference| and top-1 agreement with PyTorch (a --dynamic-batch
+    file at two batch sizes: all the check images at once, then one at a time)."""
     target = load_target(run_or_model)
     path = export_onnx(target.model, Path(out), input_size=target.input_size, dynamic_batch=dynamic_batch,
                        opset=opset, metadata=target.metadata())

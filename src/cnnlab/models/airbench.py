@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from cnnlab.models.features import ImageModel
 from cnnlab.models.registry import Reported, register_model
 
 JORDAN_2024 = 'Keller Jordan 2024, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU", arXiv:2404.00498'
@@ -64,7 +65,7 @@ class ConvGroup(nn.Module):
         return self.act(self.bn2(self.conv2(x)))
 
 
-class Airbench(nn.Module):
+class Airbench(ImageModel):
     """Whitening 2x2 conv, three conv groups, max-pool, scaled linear head."""
 
     def __init__(self, blocks: tuple[Block, ...] = AIRBENCH94, *, num_classes: int = 10, in_chans: int = 3) -> None:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from cnnlab.layers.lrn import LocalResponseNorm
+from cnnlab.models.features import ImageModel
 from cnnlab.models.registry import Reported, register_model
 
 PAPER = "Krizhevsky, Sutskever, Hinton 2012, ImageNet Classification with Deep Convolutional Neural Networks"
@@ -88,7 +89,7 @@ ALEXNET_ONE_TOWER = AlexNetConfig(
 )
 
 
-class AlexNet(nn.Module):
+class AlexNet(ImageModel):
     def __init__(
         self, config: AlexNetConfig, *, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5
     ) -> None:

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from cnnlab.models.features import ImageModel
 from cnnlab.models.registry import Reported, register_model
 
 KOLESNIKOV_2020 = "Kolesnikov et al. 2020, Big Transfer (BiT): General Visual Representation Learning"
@@ -89,7 +90,7 @@ class PreActBottleneck(nn.Module):
         return shortcut + y
 
 
-class BiTResNetV2(nn.Module):
+class BiTResNetV2(ImageModel):
     def __init__(self, config: BiTConfig, *, num_classes: int = 1000, in_chans: int = 3) -> None:
         super().__init__()
         w = config.width

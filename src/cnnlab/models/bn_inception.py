@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from cnnlab.layers.conv import ConvNormAct
 from cnnlab.layers.se import SqueezeExcite
+from cnnlab.models.features import ImageModel
 from cnnlab.models.registry import Reported, register_model
 
 IOFFE_2015 = (
@@ -101,7 +102,7 @@ class BNInceptionModule(nn.Module):
         return self.se(torch.cat(branches, dim=1))
 
 
-class BNInception(nn.Module):
+class BNInception(ImageModel):
     def __init__(self, *, num_classes: int = 1000, in_chans: int = 3, se: bool = False) -> None:
         super().__init__()
         self.stem = nn.Sequential(

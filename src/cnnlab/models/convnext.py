@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from cnnlab.layers.drop_path import DropPath
+from cnnlab.models.features import ImageModel
 from cnnlab.models.registry import Reported, register_model
 
 LIU_2022 = "Liu et al. 2022, A ConvNet for the 2020s"
@@ -95,7 +96,7 @@ class ConvNeXtBlock(nn.Module):
         return x + self.stochastic_depth(self.layer_scale * self.block(x))
 
 
-class ConvNeXt(nn.Module):
+class ConvNeXt(ImageModel):
     def __init__(self, config: ConvNeXtConfig, *, num_classes: int = 1000, in_chans: int = 3) -> None:
         super().__init__()
         c = config.widths

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnlab.layers.dense import DenseBlock, Transition
+from cnnlab.models.features import ImageModel
 from cnnlab.models.registry import Reported, register_model
 
 HUANG_2017 = "Huang, Liu, van der Maaten, Weinberger 2017, Densely Connected Convolutional Networks"
@@ -60,7 +61,7 @@ DENSENET_CONFIGS: dict[str, DenseNetConfig] = {
 }
 
 
-class DenseNet(nn.Module):
+class DenseNet(ImageModel):
     def __init__(
         self,
         config: DenseNetConfig,

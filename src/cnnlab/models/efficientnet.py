@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from cnnlab.layers.drop_path import DropPath
 from cnnlab.layers.se import SqueezeExcite
+from cnnlab.models.features import ImageModel
 from cnnlab.models.registry import Reported, register_model
 
 TAN_LE_2019 = "Tan & Le 2019, EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks"
@@ -148,7 +149,7 @@ class MBConv(nn.Module):
         return self.block(x)
 
 
-class EfficientNet(nn.Module):
+class EfficientNet(ImageModel):
     def __init__(self, scaling: Scaling, *, num_classes: int = 1000, in_chans: int = 3) -> None:
         super().__init__()
         w, d = scaling.width, scaling.depth

@@ -17,6 +17,13 @@ nearest power of two: 227 / 13 is AlexNet's 16) at the model's input size are
 forward pass after the last of them: the classifier never runs, so inputs of any size the
 trunk accepts work. :func:`forward_features` is the last stage's output: the unpooled feature
 map the classifier reads.
+
+:class:`ImageModel` is the base class of every registered network: an ``nn.Module`` whose one
+addition is timm's ``model.forward_features(x)`` method, which calls :func:`forward_features`.
+A base class rather than a ``forward_features`` written into each family: the trunk stays data
+(one :data:`TRUNKS` row per family, one rule), every family gets the method by inheriting, and
+a model without feature maps (the MLPs) gets the same one-line error as the function gives.
+The base class holds no parameters or buffers, so state-dict keys are those of ``nn.Module``.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from torch import Tensor, nn
 from cnnlab.errors import CnnlabError
 from cnnlab.models.registry import create_model, get_model_info, model_label
 
-__all__ = ["TRUNKS", "FeatureStage", "Trunk", "feature_stages", "features", "forward_features"]
+__all__ = ["TRUNKS", "FeatureStage", "ImageModel", "Trunk", "feature_stages", "features", "forward_features"]
 
 _RESNET_TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 
@@ -214,3 +221,14 @@ def features(model: nn.Module, x: Tensor, stages: Sequence[int | str] | None = N
 def forward_features(model: nn.Module, x: Tensor) -> Tensor:
     """The last stage's feature map (B, C, H, W): what the classifier pools and reads."""
     return next(iter(features(model, x, [-1]).values()))
+
+
+class ImageModel(nn.Module):
+    """The base of every registered network: an ``nn.Module`` with timm's ``forward_features``.
+
+    Family modules import this module (not the other way round: it names families only as
+    data, in :data:`TRUNKS`), so there is no import cycle."""
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The last stage's feature map (B, C, H, W); see :func:`forward_features`."""
+        return forward_features(self, x)

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from cnnlab.layers.conv import ConvNormAct
 from cnnlab.layers.inception import ConvFactory, Inception, InceptionSpec
 from cnnlab.layers.lrn import LocalResponseNorm
+from cnnlab.models.features import ImageModel
 from cnnlab.models.registry import ParamCount, Reported, register_model
 
 SZEGEDY_2015 = "Szegedy et al. 2015, Going deeper with convolutions"
@@ -108,7 +109,7 @@ class InceptionAux(nn.Module):
         return self.fc2(self.dropout(self.act(self.fc1(x))))
 
 
-class GoogLeNet(nn.Module):
+class GoogLeNet(ImageModel):
     def __init__(
         self,
         *,

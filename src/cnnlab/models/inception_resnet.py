@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.layers.se import SqueezeExcite
+from cnnlab.models.features import ImageModel
 from cnnlab.models.inception_v4 import (
     NON_BLACKLISTED,
     SZEGEDY_2017,
@@ -192,7 +193,7 @@ class ReductionB(nn.Module):
         return torch.cat([self.branch_pool(x), self.branch_a(x), self.branch_b(x), self.branch_c(x)], dim=1)
 
 
-class InceptionResNet(nn.Module):
+class InceptionResNet(ImageModel):
     def __init__(self, cfg: InceptionResNetConfig, *, num_classes: int = 1000, in_chans: int = 3, se: bool = False):
         super().__init__()
         depth_a, depth_b, depth_c = cfg.depths

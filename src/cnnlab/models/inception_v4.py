@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from cnnlab.layers.conv import ConvNormAct
 from cnnlab.layers.se import SqueezeExcite
+from cnnlab.models.features import ImageModel
 from cnnlab.models.registry import Reported, register_model
 
 SZEGEDY_2017 = "Szegedy et al. 2017, Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning"
@@ -198,7 +199,7 @@ class InceptionC(nn.Module):
         return self.se(torch.cat(branches, dim=1))
 
 
-class InceptionV4(nn.Module):
+class InceptionV4(ImageModel):
     # Figure 9: how many of each Inception module.
     DEPTHS = {"A": 4, "B": 7, "C": 3}
 

@@ -50,13 +50,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnlab.models.features import ImageModel
 from cnnlab.models.mlp import LECUN_1998, make_activation
 from cnnlab.models.registry import ParamCount, Reported, register_model
 
 POOLS: dict[str, type[nn.Module]] = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
 
 
-class LeNet5(nn.Module):
+class LeNet5(ImageModel):
     def __init__(self, *, num_classes: int = 10, in_chans: int = 1, activation: str = "tanh", pool: str = "avg"):
         super().__init__()
         if pool not in POOLS:
@@ -181,7 +182,7 @@ class RBFOutput(nn.Module):
         return -penalty  # (B, num_classes)
 
 
-class LeNet5Paper(nn.Module):
+class LeNet5Paper(ImageModel):
     def __init__(self, *, num_classes: int = 10, in_chans: int = 1) -> None:
         super().__init__()
         self.features = nn.Sequential()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from cnnlab.models.features import ImageModel
 from cnnlab.models.registry import Reported, register_model
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -33,7 +34,7 @@ def make_activation(name: str) -> nn.Module:
         raise ValueError(f"unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}") from None
 
 
-class MLP(nn.Module):
+class MLP(ImageModel):
     """Flatten, then fully connected layers ``hidden[0], ..., hidden[-1], num_classes``."""
 
     def __init__(

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from cnnlab.models.features import ImageModel
 from cnnlab.models.registry import Reported, register_model
 
 PAPER = "Lin, Chen, Yan 2014, Network In Network"
@@ -87,7 +88,7 @@ NIN_CIFAR: tuple[MlpConvStage, ...] = (
 POOLS: dict[str, type[nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 
 
-class NiN(nn.Module):
+class NiN(ImageModel):
     def __init__(self, stages: tuple[MlpConvStage, ...], *, num_classes: int, in_chans: int = 3) -> None:
         super().__init__()
         layers: OrderedDict[str, nn.Module] = OrderedDict()

@@ -46,6 +46,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
+from cnnlab.models.features import ImageModel
 from cnnlab.models.registry import register_model
 
 PAPER = "He, Zhang, Ren, Sun 2015, Delving Deep into Rectifiers (PReLU)"
@@ -89,7 +90,7 @@ class SpatialPyramidPool(nn.Module):
         return f"levels={self.levels}"
 
 
-class PReLUNet(nn.Module):
+class PReLUNet(ImageModel):
     def __init__(
         self, config: PReLUNetConfig, *, num_classes: int = 1000, in_chans: int = 3, dropout: float = 0.5
     ) -> None:

@@ -33,6 +33,7 @@ from functools import partial
 from torch import Tensor, nn
 
 from cnnlab.layers.se import SqueezeExcite
+from cnnlab.models.features import ImageModel
 from cnnlab.models.registry import Reported, register_model
 
 RADOSAVOVIC_2020 = "Radosavovic et al. 2020, Designing Network Design Spaces"
@@ -123,7 +124,7 @@ class YBlock(nn.Module):
         return self.activation(shortcut + self.f(x))
 
 
-class RegNet(nn.Module):
+class RegNet(ImageModel):
     def __init__(self, params: RegNetParams, *, num_classes: int = 1000, in_chans: int = 3) -> None:
         super().__init__()
         self.stages = regnet_stages(params)

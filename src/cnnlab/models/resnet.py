@@ -41,6 +41,7 @@ from functools import partial
 from torch import Tensor, nn
 
 from cnnlab.layers.residual import BasicBlock, BlockSpec, Bottleneck
+from cnnlab.models.features import ImageModel
 from cnnlab.models.registry import Reported, register_model
 
 HE_2016 = "He, Zhang, Ren, Sun 2016, Deep Residual Learning for Image Recognition"
@@ -72,7 +73,7 @@ TABLE_1: dict[int, tuple[str, tuple[int, int, int, int]]] = {
 }
 
 
-class ResNet(nn.Module):
+class ResNet(ImageModel):
     """The ImageNet residual network: stem, four stages of ``block``s, global pool, fc."""
 
     def __init__(

@@ -28,6 +28,7 @@ from functools import partial
 from torch import Tensor, nn
 
 from cnnlab.layers.residual import BlockSpec
+from cnnlab.models.features import ImageModel
 from cnnlab.models.registry import Reported, register_model
 from cnnlab.models.resnet import HE_2016, init_resnet
 
@@ -35,7 +36,7 @@ from cnnlab.models.resnet import HE_2016, init_resnet
 CIFAR_STAGES: tuple[tuple[int, int], ...] = ((1, 1), (2, 2), (4, 2))
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(ImageModel):
     """6n + 2 layers: conv 3x3, 3 stages of n basic blocks, global average pool, fc."""
 
     def __init__(

@@ -48,6 +48,7 @@ from torch import Tensor, nn
 from cnnlab.layers.attention import WindowAttention
 from cnnlab.layers.drop_path import DropPath
 from cnnlab.layers.patch_embed import ChannelsLast, PatchEmbed
+from cnnlab.models.features import ImageModel
 from cnnlab.models.registry import Reported, register_model
 
 LIU_2021 = "Liu et al. 2021, Swin Transformer: Hierarchical Vision Transformer using Shifted Windows"
@@ -110,7 +111,7 @@ class PatchMerging(nn.Module):
         return self.reduction(self.norm(x))
 
 
-class SwinTransformer(nn.Module):
+class SwinTransformer(ImageModel):
     def __init__(self, config: SwinConfig, *, num_classes: int = 1000, in_chans: int = 3) -> None:
         super().__init__()
         c = config.embed_dim

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from cnnlab.layers.lrn import LocalResponseNorm
 from cnnlab.layers.se import SqueezeExcite
+from cnnlab.models.features import ImageModel
 from cnnlab.models.registry import Reported, register_model
 
 PAPER = "Simonyan & Zisserman 2015, Very Deep Convolutional Networks for Large-Scale Image Recognition"
@@ -81,7 +82,7 @@ def make_features(config: list[int | str], *, in_chans: int, batch_norm: bool, s
     return nn.Sequential(*layers)
 
 
-class VGG(nn.Module):
+class VGG(ImageModel):
     def __init__(
         self,
         config: list[int | str],

@@ -53,6 +53,7 @@ from torch import Tensor, nn
 from cnnlab.layers.attention import MultiHeadSelfAttention
 from cnnlab.layers.drop_path import DropPath
 from cnnlab.layers.patch_embed import PatchEmbed
+from cnnlab.models.features import ImageModel
 from cnnlab.models.registry import Reported, register_model
 
 DOSOVITSKIY_2021 = "Dosovitskiy et al. 2021, An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale"
@@ -126,7 +127,7 @@ class Encoder(nn.Module):
         return self.ln(self.layers(x))
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(ImageModel):
     def __init__(
         self,
         config: ViTConfig,

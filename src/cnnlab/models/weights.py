@@ -450,12 +450,14 @@ def resolve_weights(name: str, weights: str | os.PathLike) -> tuple[str | Path, 
     """Where ``weights`` for registered model ``name`` come from, and their table row if any.
 
     ``"torchvision"`` is the model's default published file; a tag (``"IMAGENET1K_V1"``) or a
-    file name of its table rows is that file; anything else is a path or URL as given (its
-    table row too when its file name is one of the model's published files).
+    file name of its table rows is that file (downloaded, unless a file of that name is in the
+    current folder); anything else is a path or URL as given (its table row too when its file
+    name is one of the model's published files).
     """
     text = str(weights)
     files = weights_for(name)
-    if text == "torchvision" or any(text in (f.tag, f.file_name) for f in files):
+    local = not _is_url(text) and Path(text).expanduser().is_file()  # a file here wins over a download
+    if text == "torchvision" or any(text == f.tag or (text == f.file_name and not local) for f in files):
         row = find_weights(name, text)
         return row.url, row
     if not _is_url(text) and not Path(text).expanduser().exists() and re.fullmatch(r"[A-Z][A-Z0-9_]*", text):

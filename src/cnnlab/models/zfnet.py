@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from cnnlab.layers.lrn import LocalResponseNorm
+from cnnlab.models.features import ImageModel
 from cnnlab.models.registry import Reported, register_model
 
 PAPER = "Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks"
@@ -62,7 +63,7 @@ ZFNET: tuple[ZFConv, ...] = (
 )
 
 
-class ZFNet(nn.Module):
+class ZFNet(ImageModel):
     def __init__(
         self,
         convs: tuple[ZFConv, ...] = ZFNET,

@@ -6,7 +6,7 @@ Routes (docs/serve.md has the fields):
     GET  /static/{app.js,style.css}                its script and style (nothing else is served)
     GET  /api/health                               liveness and load
     GET  /api/colormaps                            the colour tables the page paints maps with
-    GET  /api/runs                                 the run folders served
+    GET  /api/runs                                 the run folders (and models with --weights) served
     GET  /api/runs/{run}                           model, dataset, classes, layer table
     GET  /api/runs/{run}/filters.png               first convolution's kernels
     POST /api/runs/{run}/predict                   multipart ``image`` (``kind=drawing`` for a
@@ -34,6 +34,7 @@ import secrets
 import socket
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -48,7 +49,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cnnlab.errors import CnnlabError
-from cnnlab.serve.inference import Analysis, ImageTooLarge, RunUnavailable, ServedRun, unique_ids
+from cnnlab.serve.inference import Analysis, ImageTooLarge, RunUnavailable, ServedRun, ServedWeights, unique_ids
 from cnnlab.serve.limits import Gate, HTTPProblem, Limits, protocol_with, read_body
 from cnnlab.serve.png import AtlasLayout, Scale, atlas_layout, atlas_png, colormap_tables, filters_png, heat_png, image_png, scale_for
 
@@ -169,10 +170,16 @@ def _int(value: str | None, what: str, *, default: int | None = None) -> int:
         raise HTTPProblem(400, f"bad {what} {value[:40]!r}: expected an integer") from None
 
 
-def create_app(run_paths: list[Path], *, limits: Limits = Limits(), allowed_hosts: list[str] | None = None) -> Starlette:
-    """The Starlette app serving ``run_paths``. ``allowed_hosts``: Host header values accepted
-    (None: loopback names only, which stops DNS-rebinding pages from reaching a local server)."""
-    runs = {rid: ServedRun(rid, path) for rid, path in zip(unique_ids(run_paths), run_paths)}
+def create_app(run_paths: list[Path], *, models: Sequence[ServedWeights] = (), limits: Limits = Limits(),
+               allowed_hosts: list[str] | None = None) -> Starlette:
+    """The Starlette app serving ``run_paths`` and ``models`` (registered models with weights,
+    no run folder; their ids are theirs, the runs' are made unique against them).
+    ``allowed_hosts``: Host header values accepted (None: loopback names only, which stops
+    DNS-rebinding pages from reaching a local server)."""
+    runs: dict[str, ServedRun] = {m.id: m for m in models}
+    if len(runs) != len(models):
+        raise CnnlabError(f"two served models share an id: {', '.join(m.id for m in models)}")
+    runs.update({rid: ServedRun(rid, path) for rid, path in zip(unique_ids(run_paths, taken=tuple(runs)), run_paths)})
     cache = Cache(limits.cache_bytes, limits.cache_items)
     work = Gate(limits.running, limits.waiting, "inference")
     decode = Gate(limits.decoding, limits.waiting, "decoding")

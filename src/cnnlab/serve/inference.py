@@ -16,6 +16,8 @@ model, analysis and viz code, so when those move, this is the one file to change
   input window, the kernel and the dot product that gave its value.
 - :meth:`ServedRun.attribution`: Grad-CAM and occlusion from
   :mod:`cnnlab.analysis.attribution`.
+- :class:`ServedWeights`: the same for a registered model with weights and no run folder,
+  loaded and fed as ``cnnlab predict MODEL --weights W`` does.
 
 A model is not safe to share between threads while hooks are attached to it, so each run has
 a lock: requests for one run compute one after another; the app's gate bounds the total.
@@ -27,6 +29,7 @@ import copy
 import math
 import os
 import threading
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -41,14 +44,17 @@ from cnnlab.analysis.attribution import GridLayer, as_grid, attribute, to_maps
 from cnnlab.data.drawing import prepare_digit
 from cnnlab.data.files import safe_name
 from cnnlab.data.image import DEFAULT_MAX_PIXELS, Decoded, ImageTooLarge, dark_background, decode_upload, prepare_upload, to_model_input
+from cnnlab.data.stream import file_split
 from cnnlab.errors import CnnlabError
 from cnnlab.models import get_model_info, main_output
 from cnnlab.training.config import TrainConfig
-from cnnlab.training.evaluate import run_dataset
+from cnnlab.training.evaluate import dataset_outputs, run_dataset
+from cnnlab.training.predict import WeightsCrop, open_predictor
 from cnnlab.training.run import Run, load_run
 from cnnlab.viz.activations import first_conv, padded_image
 
-__all__ = ["DEFAULT_MAX_PIXELS", "Analysis", "ImageTooLarge", "LayerView", "RunUnavailable", "ServedRun", "find_runs", "unique_ids"]
+__all__ = ["DEFAULT_MAX_PIXELS", "Analysis", "ImageTooLarge", "LayerView", "RunUnavailable", "ServedRun", "ServedWeights",
+           "find_runs", "unique_ids", "weights_id"]
 
 # Layers whose output is their input at inference: shown in the table, not as maps again.
 PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
@@ -131,19 +137,22 @@ class ServedRun:
 
     def __init__(self, run_id: str, path: Path, *, run: Run | None = None) -> None:
         """``run``: an already loaded Run (a model built in a test, say) instead of reading ``path``."""
+        config = run.config if run is not None else TrainConfig.load(path / "config.json")
+        self._setup(run_id, path, config.model, config.data)
+        if run is not None:
+            self.layers = self._layer_views(run)
+            self._run = run
+
+    def _setup(self, run_id: str, path: Path, model_name: str, data_name: str) -> None:
         self.id = run_id
         self.path = path
-        config = run.config if run is not None else TrainConfig.load(path / "config.json")
-        self.model_name = config.model
-        self.data_name = config.data
+        self.model_name = model_name
+        self.data_name = data_name
         self.lock = threading.RLock()  # one computation on this model at a time
         self._run: Run | None = None
         self._error: str | None = None
         self.layers: list[LayerView] = []
         self._test = None
-        if run is not None:
-            self.layers = self._layer_views(run)
-            self._run = run
 
     # --- loading ----------------------------------------------------------------------------
     @property
@@ -161,13 +170,20 @@ class ServedRun:
             if self._error is not None:
                 raise RunUnavailable(self._error)
             try:
-                run = load_run(self.path)
+                run = self._open()
                 self.layers = self._layer_views(run)
             except (CnnlabError, OSError, ValueError, RuntimeError) as e:
-                self._error = f"cannot load run {self.path.name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                self._error = f"cannot load {self._what}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
                 raise RunUnavailable(self._error) from None
             self._run = run
             return run
+
+    def _open(self) -> Run:
+        return load_run(self.path)
+
+    @property
+    def _what(self) -> str:
+        return f"run {self.path.name}"
 
     @property
     def input_size(self) -> tuple[int, int, int]:
@@ -408,6 +424,77 @@ class ServedRun:
         return conv.weight.detach().cpu()
 
 
+class ServedWeights(ServedRun):
+    """A registered model with weights and no run folder (``cnnlab serve --model M --weights W``),
+    loaded as ``cnnlab predict M --weights W`` loads it (:func:`cnnlab.training.predict.open_predictor`):
+    uploads are cut as the weights expect (their resize, crop and filter:
+    :class:`~cnnlab.training.predict.WeightsCrop`) and normalised with their mean and std;
+    1,000 outputs are named by ImageNet-1k's classes. Test images come from ``data`` (an
+    image-folder dataset, cut the same way) when given; without it there are none."""
+
+    def __init__(self, run_id: str, model: str, weights: str, *, data: str | None = None, data_root: str | None = None) -> None:
+        self._setup(run_id, Path(str(weights)), model, data or "")
+        self.weights = str(weights)
+        self.data_root = data_root
+        self.label = f"{model} with {Path(self.weights).name}"
+        self.preprocessing = ""
+        self._crop: WeightsCrop | None = None
+
+    def _open(self) -> Run:
+        predictor = open_predictor(self.model_name, weights=self.weights)
+        pre, c = predictor.preprocess, predictor.channels
+        self._crop = WeightsCrop(c, pre)
+        self.preprocessing = predictor.note
+        info = {"name": self.label, "image_size": [c, pre.crop, pre.crop], "mean": list(pre.mean[:c]),
+                "std": list(pre.std[:c]), "pad": 0, "classes": list(predictor.classes)}
+        config = TrainConfig(model=self.model_name, data=self.data_name or "none")
+        return Run(self.path, config, [], info, predictor.model)  # type: ignore[arg-type]
+
+    @property
+    def _what(self) -> str:
+        return self.label
+
+    def brief(self) -> dict:
+        return {**super().brief(), "folder": self.label, "weights": Path(self.weights).name}
+
+    def info(self) -> dict:
+        out = super().info()
+        return {**out, "weights": Path(self.weights).name, "preprocessing": self.preprocessing, "samples": bool(self.data_name)}
+
+    def upload(self, data: bytes, *, max_pixels: int) -> tuple[torch.Tensor, dict]:
+        self.load()
+        decoded = decode_upload(data, self._crop.channels, max_pixels=max_pixels)
+        source = _source("upload", decoded)
+        source["notes"].append(f"cut as {self.preprocessing}")
+        return self._crop.image(decoded.image), source
+
+    def test_set(self):
+        """The test split of ``data`` as files, with each class's output index (None when the
+        weights' outputs are not the dataset's classes)."""
+        if not self.data_name:
+            raise CnnlabError(f"{self.id} has no test images: it is served with --weights and no --data; upload or draw an image")
+        info = self.data_info
+        with self.lock:
+            if self._test is None:
+                files = file_split(self.data_name, self.data_root, "test", mean=tuple(info["mean"]), std=tuple(info["std"]),
+                                   image_size=tuple(info["image_size"]))
+                try:
+                    indices, _ = dataset_outputs(len(info["classes"]), self.data_name, self.data_root, files.classes)
+                    outputs = list(range(len(files.classes))) if indices is None else indices
+                except CnnlabError:
+                    outputs = [None] * len(files.classes)  # images to look at; the weights do not name their classes
+                self._test = (files, outputs)
+            return self._test[0]
+
+    def sample(self, index: int) -> tuple[torch.Tensor, dict]:
+        files = self.test_set()
+        if not 0 <= index < len(files):
+            raise CnnlabError(f"sample {index} out of range: the test split of {self.data_name} has {len(files):,} images (0..{len(files) - 1})")
+        label = int(files.labels[index])
+        return self._crop(files.path(index)), {"kind": "sample", "index": index, "label": files.classes[label],
+                                               "label_index": self._test[1][label]}
+
+
 def _source(kind: str, decoded: Decoded) -> dict:
     return {"kind": kind, "format": decoded.format, "original_size": list(decoded.original_size), "notes": list(decoded.notes)}
 
@@ -522,13 +609,22 @@ def find_runs(paths: list[str | os.PathLike], runs_dir: str | os.PathLike) -> tu
     return found, warnings
 
 
-def unique_ids(paths: list[Path]) -> list[str]:
-    """URL-safe ids from the folder names (``safe_name``), made unique with -2, -3, ..."""
+def unique_ids(paths: list[Path], *, taken: tuple[str, ...] = ()) -> list[str]:
+    """URL-safe ids from the folder names (``safe_name``), made unique with -2, -3, ...
+    (also against ``taken``: ids already given out)."""
     ids: list[str] = []
     for p in paths:
         base = safe_name(p.name) or "run"
         candidate, n = base, 2
-        while candidate in ids:
+        while candidate in ids or candidate in taken:
             candidate, n = f"{base}-{n}", n + 1
         ids.append(candidate)
     return ids
+
+
+def weights_id(model: str, weights: str) -> str:
+    """The served name of ``model`` with ``weights``: the weight file's name without its suffix
+    when it starts with the model's name (``resnet18-f37072fd``), else ``<model>-<name>``
+    (``resnet18-torchvision``)."""
+    stem = Path(urllib.parse.urlparse(weights).path if "://" in weights else weights).stem or "weights"
+    return safe_name(stem if stem.startswith(model) else f"{model}-{stem}")

@@ -5,12 +5,19 @@ per-class accuracy and the confusion matrix from its probabilities.
 An ensemble averages the members' softmax probabilities (AlexNet's Section 6: averaging the
 predictions of several CNNs); with TTA each member's probabilities are first averaged over
 its views (flips, or AlexNet's ten crops; see ``cnnlab.data.tta``).
+
+Without a run (:func:`evaluate_weights`): a registered model with weights, scored on an
+image-folder dataset whose files are cut as the weights expect (``cnnlab.training.predict``'s
+:class:`~cnnlab.training.predict.WeightsCrop`, the crop ``predict`` feeds). Weights with
+ImageNet-1k's 1,000 outputs are scored on a dataset of ImageNet classes by wnid: only the
+outputs of the dataset's classes are kept (:class:`ClassSubset`), so the softmax is over those
+classes, the usual way ImageNet weights are scored on Imagenette.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -19,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data import Batches, ImageDataset, load_dataset
+from cnnlab.data.datasets import get_dataset_spec
 from cnnlab.data.shards import ShardBatches, ShardSplit, shard_split
 from cnnlab.data.stream import (
     FileDataset,
@@ -29,9 +37,10 @@ from cnnlab.data.stream import (
     fit_transform,
     plan_data,
 )
+from cnnlab.data.synsets import dataset_wnids, imagenet_classes, imagenet_indices
 from cnnlab.data.tta import TTA_MODES, tta_padding, tta_views
 from cnnlab.errors import CnnlabError
-from cnnlab.models import get_model_info, split_outputs
+from cnnlab.models import get_model_info, main_output, split_outputs
 from cnnlab.training.data import resized
 from cnnlab.training.device import autocast, resolve_device
 from cnnlab.training.run import Run, load_run
@@ -266,6 +275,85 @@ def evaluate_members(
         labels = report[0].labels
         report.append(MemberResult("ensemble", metrics_from_probs(probs, labels, len(classes)), probs, labels, classes))
     return report
+
+
+class ClassSubset(nn.Module):
+    """The logits of some of a model's outputs, in the order given: a 1000-class ImageNet
+    model scored on a dataset of some of its classes (label ``i`` is output ``indices[i]``)."""
+
+    def __init__(self, model: nn.Module, indices: Sequence[int]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("indices", torch.tensor(list(indices), dtype=torch.int64), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return main_output(self.model(x)).index_select(1, self.indices)
+
+
+def dataset_outputs(outputs: int, data: str, data_root: str | None, classes: Sequence[str]) -> tuple[list[int] | None, str]:
+    """Which of a model's ``outputs`` score dataset ``data``'s ``classes`` (None: all, output i
+    = label i), and how, in words. 1,000 outputs are ImageNet-1k's: the dataset's class folders
+    must be ImageNet wnids (one error line otherwise); any other count must equal the
+    dataset's class count."""
+    if outputs == len(imagenet_classes()):
+        indices = imagenet_indices(dataset_wnids(data, data_root), what=data)
+        if indices == list(range(outputs)):
+            return None, f"scored over ImageNet's {outputs:,} classes"
+        return indices, f"scored over the {len(indices)} ImageNet classes of {data}"
+    if outputs != len(classes):
+        raise CnnlabError(f"the weights have {outputs} outputs but {data} has {len(classes)} classes; expected "
+                          f"{len(classes)}, or ImageNet's {len(imagenet_classes()):,} for a dataset of ImageNet wnids")
+    return None, f"the weights' {outputs} outputs taken as {data}'s classes in label order"
+
+
+@dataclass
+class WeightsResult:
+    """``cnnlab eval MODEL --weights SOURCE``: the result and how it was obtained."""
+
+    member: MemberResult  # name: the model and its weights
+    preprocessing: str  # where the image preprocessing came from
+    scoring: str  # which outputs were scored, in words ("scored over the 10 ImageNet classes of imagenette")
+
+
+def evaluate_weights(
+    name: str,
+    weights: str,
+    *,
+    data: str,
+    split: str = "test",
+    data_root: str | None = None,
+    device: str = "auto",
+    batch_size: int = 500,
+    tta: str = "none",
+    workers: int | None = None,
+) -> WeightsResult:
+    """Top-1/top-5 error of registered model ``name`` with ``weights`` (a file, URL, run
+    folder, or ``"torchvision"``) on a split of image-folder dataset ``data``, its files read
+    by ``workers`` decoding processes and cut as the weights expect (their resize, crop,
+    filter, mean and std; see :func:`cnnlab.training.predict.open_predictor`). Which outputs
+    are scored: :func:`dataset_outputs`. ``tta`` "center"/"10crop" cut their views from the
+    weights' resized square (256 for a 224 crop), "flip" mirrors the crop."""
+    from cnnlab.training.predict import WeightsCrop, open_predictor
+
+    if tta not in TTA_MODES:
+        raise CnnlabError(f"unknown test-time augmentation {tta!r}; expected one of {', '.join(TTA_MODES)}")
+    if get_dataset_spec(data).files is None:
+        raise CnnlabError(f"eval with --weights reads image files, and {data} has none; give an image-folder "
+                          "dataset (imagenet, imagenette, folder:PATH)")
+    predictor = open_predictor(name, weights=weights)
+    model, c, pre = predictor.model, predictor.channels, predictor.preprocess
+    crop = (pre.crop, pre.crop)
+    cut = replace(pre, crop=max(pre.resize, pre.crop)) if tta in ("center", "10crop") else pre
+    dataset = file_split(data, data_root, split, mean=pre.mean[:c], std=pre.std[:c], image_size=(c, cut.crop, cut.crop))
+    indices, scoring = dataset_outputs(len(predictor.classes), data, data_root, dataset.classes)
+    scored = model if indices is None else ClassSubset(model, indices)
+    dev = resolve_device(device)
+    batches = StreamBatches(dataset, batch_size, transform=WeightsCrop(c, cut), device=dev, workers=workers)
+    probs, labels = predict_probs(scored.to(dev), batches, tta=tta, crop_size=crop)
+    scored.to("cpu")
+    classes = list(dataset.classes)
+    member = MemberResult(predictor.label, metrics_from_probs(probs, labels, len(classes)), probs, labels, classes)
+    return WeightsResult(member, predictor.note, scoring)
 
 
 def per_class_rows(classes: Sequence[str], results: Sequence[tuple[str, EvalResult]]) -> tuple[list[str], list[list[str]]]:

@@ -4,19 +4,25 @@
 is captured with ``torch.export`` and translated by onnxscript's torchlib) and writes one
 self-contained ``.onnx`` file (weights inside, as long as they fit protobuf's 2 GiB; larger
 models get a ``<name>.onnx.data`` file beside it). The file also carries what a reader needs to
-use it: the input size and the preprocessing (mean, std, resize, crop) and class names, as
+use it: the input size and the preprocessing (mean, std, a run's padding) and class names, as
 ``cnnlab.*`` metadata properties, which :class:`OnnxModel` and ``cnnlab predict`` read back.
 
 ``check_onnx`` then runs the file in onnxruntime on real test images and compares with
-PyTorch (:class:`~cnnlab.training.inference.Agreement`: max |logit difference| and top-1
-agreement). An operator the exporter cannot translate is named in one
-:class:`~cnnlab.errors.CnnlabError` line; nothing is written then, and an existing file at the
-target path is left as it was (the file is written beside it and renamed into place).
+PyTorch (:class:`OnnxCheck`: max |logit difference| and top-1 agreement, the worst over the
+batch sizes tried). A file with a free batch dimension is run at two batch sizes, all the
+images at once and one at a time, since ``torch.export`` traces the free dimension at size 2
+and a graph that silently depended on the batch (a shape baked in, statistics over the batch)
+would pass at one size and fail at another.
+
+An operator the exporter cannot translate is named in one :class:`~cnnlab.errors.CnnlabError`
+line; nothing is written then, and an existing file at the target path is left as it was (the
+file is written beside it and renamed into place).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -32,7 +38,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models.registry import main_output, model_label
 from cnnlab.training.inference import Agreement, agreement
 
-__all__ = ["DEFAULT_OPSET", "OPSETS", "OnnxModel", "check_onnx", "export_onnx"]
+__all__ = ["DEFAULT_OPSET", "OPSETS", "OnnxCheck", "OnnxModel", "check_onnx", "export_onnx"]
 
 DEFAULT_OPSET = 20  # torch 2.13's default for its exporter
 OPSETS = range(18, 24)  # the opsets torch's exporter writes directly (18 .. 23)
@@ -184,8 +190,27 @@ class OnnxModel:
         return torch.from_numpy(self.session.run(None, {self.input_name: feed.numpy()})[0])
 
 
-def check_onnx(path: str | os.PathLike, model: nn.Module, images: Tensor) -> Agreement:
-    """Run ``images`` through the ONNX file and through ``model``; how closely they agree."""
+@dataclasses.dataclass(frozen=True)
+class OnnxCheck(Agreement):
+    """:class:`Agreement` of an ONNX file with PyTorch: the worst over ``batch_sizes``."""
+
+    batch_sizes: tuple[int, ...] = ()  # the batch sizes onnxruntime ran the images at
+
+    def describe(self) -> str:
+        sizes = " and ".join(map(str, self.batch_sizes))
+        return f"{super().describe()}, at batch size{'s' if len(self.batch_sizes) > 1 else ''} {sizes}"
+
+
+def check_onnx(path: str | os.PathLike, model: nn.Module, images: Tensor) -> OnnxCheck:
+    """Run ``images`` through the ONNX file and through ``model``; how closely they agree. A
+    free-batch file runs at two batch sizes (all at once, then one at a time; the worse counts),
+    a fixed-batch file at its own."""
     with torch.inference_mode():
         reference = main_output(model.eval().to("cpu")(images))
-    return agreement(reference, OnnxModel(path)(images))
+    onnx = OnnxModel(path)
+    if isinstance(onnx.batch, int):
+        sizes = (onnx.batch,)
+    else:
+        sizes = (len(images), 1) if len(images) > 1 else (1,)
+    runs = [agreement(reference, torch.cat([onnx(part) for part in images.split(size)])) for size in sizes]
+    return OnnxCheck(max(r.max_abs_diff for r in runs), runs[0].scale, min(r.top1 for r in runs), len(images), sizes)

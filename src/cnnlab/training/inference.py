@@ -284,10 +284,11 @@ class Target:
     mean: tuple[float, ...]  # input normalisation
     std: tuple[float, ...]
     classes: tuple[str, ...] | None = None  # a run's class names
+    pad: int = 0  # zeros a run adds on each side of its images (data.json's pad), inside input_size
 
     def metadata(self) -> dict[str, object]:
         """What an exported file needs to be fed the same way (ONNX metadata properties)."""
-        meta: dict[str, object] = {"mean": list(self.mean), "std": list(self.std), "source": self.label}
+        meta: dict[str, object] = {"mean": list(self.mean), "std": list(self.std), "pad": self.pad, "source": self.label}
         if self.classes:
             meta["classes"] = list(self.classes)
         return meta
@@ -306,7 +307,7 @@ def load_target(run_or_model: str | os.PathLike) -> Target:
         c, h, w = info["image_size"]
         pad = info.get("pad", 0)
         return Target(str(path), run.model.eval(), (c, h + 2 * pad, w + 2 * pad), tuple(info["mean"]),
-                      tuple(info["std"]), tuple(info["classes"]))
+                      tuple(info["std"]), tuple(info["classes"]), pad)
     info = get_model_info(str(run_or_model))
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if info.input_size[0] == 3 else (MNIST_MEAN, MNIST_STD)
     return Target(info.name, create_model(info.name).eval(), info.input_size, mean, std)

@@ -10,9 +10,13 @@ Without a run (:func:`open_predictor`): a registered model with weights (a path,
 folder or ``"torchvision"``), fed the way its weights expect when they are a published file
 (``cnnlab.models.weight_files.Preprocess``: resize the shorter side with that interpolation,
 centre crop, mean/std), else the ImageNet convention at the model's input size (shorter side
-to 8/7 of it, bilinear; ImageNet mean/std); or an ``.onnx`` file run by onnxruntime, fed as its
-``cnnlab.*`` metadata says (input size, mean, std, class names) with the image policy's
-shorter-side resize and centre crop.
+to 8/7 of it, bilinear; ImageNet mean/std), 1,000 outputs named by ImageNet-1k's classes
+(``cnnlab.data.synsets.imagenet_names``); or an ``.onnx`` file run by onnxruntime, fed as its
+``cnnlab.*`` metadata says (input size, mean, std, class names). A file ``cnnlab export``
+wrote also records its run's padding (``pad``; 0 for a registered model): it is fed exactly as
+the run is, the image policy at the run's image size (inversion test included), zero-padded,
+normalised, so it gives the run's probabilities. An older file without ``pad`` gets the image
+policy's shorter-side resize and centre crop to its input size, and a note saying so.
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ from cnnlab.data.image import (
     normalise,
     read_image,
     resize_and_crop,
+    to_model_input,
     to_uint8_tensor,
 )
+from cnnlab.data.synsets import imagenet_classes, imagenet_names
 from cnnlab.errors import CnnlabError
 from cnnlab.models.weight_files import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from cnnlab.training.evaluate import predict_probs
@@ -58,8 +64,15 @@ def read_run_images(
 ) -> tuple[torch.Tensor, list[str | None]]:
     """:func:`load_run_images` and, per file, how it differs from the training images."""
     info = run.data_info
-    size = tuple(info["image_size"])
-    dark = dark_background(info["mean"])
+    return read_images(paths, tuple(info["image_size"]), mean=info["mean"], invert=invert)
+
+
+def read_images(
+    paths: Sequence[str | os.PathLike], image_size: Sequence[int], *, mean: Sequence[float], invert: str = "auto"
+) -> tuple[torch.Tensor, list[str | None]]:
+    """Image files as a dataset of ``image_size`` (C, H, W) whose training split has ``mean``
+    holds them (steps 1-4 of the image policy: uint8 (N, C, H, W)), and how each file differs."""
+    size, dark = tuple(image_size), dark_background(mean)
     images, differences = [], []
     for p in paths:
         image, decoded = read_image(Path(p), size, invert=invert, dark_background=dark)
@@ -119,13 +132,32 @@ class Predictor:
     preprocess: Preprocess
     classes: tuple[str, ...]
     note: str = ""  # where the preprocessing comes from
+    # An exported run (its ONNX metadata records the padding): fed as the run itself is, the
+    # image policy at crop x crop (inversion test included), then zero-padded by this much on
+    # each side before normalising. None: resize and crop to the input, normalise.
+    pad: int | None = None
+
+
+@dataclass(frozen=True)
+class WeightsCrop:
+    """The pixels a weights file expects of an image: shorter side resized to ``resize`` with
+    its filter, centre ``crop``: uint8 (C, crop, crop), not yet normalised. Called as a
+    streaming transform too (``cnnlab eval --weights``: ``(path, seed)``, in worker processes)."""
+
+    channels: int
+    preprocess: Preprocess
+
+    def image(self, img: Image.Image) -> torch.Tensor:
+        pre = self.preprocess
+        return to_uint8_tensor(resize_and_crop(img, (pre.crop, pre.crop), shorter=pre.resize, resample=_FILTERS[pre.interpolation]))
+
+    def __call__(self, path: str | os.PathLike, seed: int = 0) -> torch.Tensor:
+        return self.image(decode_file(Path(path), self.channels).image)
 
 
 def preprocess_image(path: str | os.PathLike, channels: int, pre: Preprocess) -> torch.Tensor:
     """An image file as a weights file expects it: float (C, crop, crop), normalised."""
-    img = resize_and_crop(decode_file(Path(path), channels).image, (pre.crop, pre.crop), shorter=pre.resize,
-                          resample=_FILTERS[pre.interpolation])
-    x = to_uint8_tensor(img).float() / 255
+    x = WeightsCrop(channels, pre)(path).float() / 255
     return normalise(x[None], pre.mean[:channels], pre.std[:channels])[0]
 
 
@@ -143,12 +175,20 @@ def _model_predictor(name: str, weights: str) -> Predictor:
     info = get_model_info(model)
     channels, side = info.input_size[0], info.input_size[1]
     if row is not None:
-        pre, note = row.preprocess, f"preprocessing of {row.file_name} ({row.tag})"
+        pre = row.preprocess
+        note = f"{row.file_name}'s own ({row.tag}: shorter side {pre.resize} {pre.interpolation}, centre crop {pre.crop})"
     else:
         pre, note = _default_preprocess(side, channels), "the ImageNet convention at the model's input size (not a published file)"
     with torch.no_grad():
         classes = int(model(torch.zeros(1, channels, pre.crop, pre.crop)).shape[1])
-    return Predictor(f"{name} with {weights}", model, channels, pre, tuple(f"class {i}" for i in range(classes)), note)
+    return Predictor(f"{name} with {weights}", model, channels, pre, output_names(classes), note)
+
+
+def output_names(classes: int) -> tuple[str, ...]:
+    """Names of a weight file's outputs: ImageNet-1k's (``cnnlab.data.synsets``) for 1,000, else "class i"."""
+    if classes == len(imagenet_classes()):
+        return imagenet_names()
+    return tuple(f"class {i}" for i in range(classes))
 
 
 def _onnx_predictor(path: Path) -> Predictor:
@@ -167,8 +207,18 @@ def _onnx_predictor(path: Path) -> Predictor:
     with torch.no_grad():
         n = int(onnx(torch.zeros(1, c, h, w)).shape[1])
     names = tuple(classes) if isinstance(classes, list) and len(classes) == n else tuple(f"class {i}" for i in range(n))
-    pre = Preprocess(h, h, "bilinear", mean, std)  # type: ignore[arg-type]
-    return Predictor(str(path), onnx, c, pre, names, "its metadata (shorter side resized to the input size, centre crop)")
+    pad = meta.get("pad")  # absent from files exported before cnnlab recorded a run's padding
+    if pad is None:
+        pre = Preprocess(h, h, "bilinear", mean, std)  # type: ignore[arg-type]
+        note = ("its metadata (shorter side resized to the input size, centre crop; the file records no padding: "
+                "if its run padded its images, export it again)")
+        return Predictor(str(path), onnx, c, pre, names, note)
+    if not isinstance(pad, int) or not 0 <= 2 * pad < h:
+        raise CnnlabError(f"{path}: its metadata's pad {pad!r} does not fit its {h}x{w} input; expected an integer 0 <= pad < {h / 2:g}")
+    side = h - 2 * pad
+    pre = Preprocess(side, side, "bilinear", mean, std)  # type: ignore[arg-type]
+    padding = f", zero-padded by {pad} to {h}x{w}" if pad else ""
+    return Predictor(str(path), onnx, c, pre, names, f"its metadata (the run's image policy at {side}x{side}{padding})", pad)
 
 
 def open_predictor(target: str | os.PathLike, *, weights: str | None = None, checkpoint: str | None = None) -> Run | Predictor:
@@ -200,11 +250,20 @@ def open_predictor(target: str | os.PathLike, *, weights: str | None = None, che
     return _model_predictor(name, weights)
 
 
-def predict_with(predictor: Predictor, paths: Sequence[str | os.PathLike], *, k: int = 5, batch_size: int = 64) -> list[Prediction]:
-    """The ``k`` most probable classes of each image file under ``predictor``."""
+def predict_with(
+    predictor: Predictor, paths: Sequence[str | os.PathLike], *, k: int = 5, batch_size: int = 64, invert: str = "auto"
+) -> list[Prediction]:
+    """The ``k`` most probable classes of each image file under ``predictor``. ``invert``: the
+    image policy's inversion test, for an exported run (``predictor.pad`` set), as a run has it."""
     if k < 1:
         raise CnnlabError(f"k must be >= 1 (classes to show per image), got {k}")
-    x = torch.stack([preprocess_image(p, predictor.channels, predictor.preprocess) for p in paths])
+    pre = predictor.preprocess
+    if predictor.pad is None:
+        x = torch.stack([preprocess_image(p, predictor.channels, pre) for p in paths])
+        differences: list[str | None] = [None] * len(paths)
+    else:  # what predict_images does with the run: the same reading, padding and normalisation
+        images, differences = read_images(paths, (predictor.channels, pre.crop, pre.crop), mean=pre.mean, invert=invert)
+        x = to_model_input(images, mean=pre.mean, std=pre.std, pad=predictor.pad)
     with torch.no_grad():
         logits = torch.cat([predictor.model(part) for part in x.split(batch_size)])
     probs = logits.float().softmax(1)
@@ -212,5 +271,6 @@ def predict_with(predictor: Predictor, paths: Sequence[str | os.PathLike], *, k:
     out = []
     for path, p in zip(paths, probs):
         values, indices = p.topk(k)
-        out.append(Prediction(Path(path), [(predictor.classes[i], float(v)) for v, i in zip(values, indices)]))
+        top = [(predictor.classes[i], float(v)) for v, i in zip(values, indices)]
+        out.append(Prediction(Path(path), top, differences[len(out)]))
     return out

@@ -117,7 +117,10 @@
     }
     S.runs = list.runs;
     const select = $("run-select");
-    for (const r of S.runs) select.append(el("option", { value: r.id, text: `${r.id} (${r.model} on ${r.data})` }));
+    for (const r of S.runs) {
+      const what = r.weights ? `${r.model} with weights ${r.weights}` : `${r.model} on ${r.data}`;
+      select.append(el("option", { value: r.id, text: `${r.id} (${what})` }));
+    }
     select.addEventListener("change", () => loadRun(select.value));
     const wanted = new URLSearchParams(location.hash.slice(1)).get("run");
     const first = S.runs.find((r) => r.id === wanted) || S.runs[0];
@@ -137,7 +140,9 @@
     history.replaceState(null, "", `#run=${encodeURIComponent(id)}`);
     const err = info.test_top1_err === null || info.test_top1_err === undefined ? "" :
       ` · test error ${(100 * info.test_top1_err).toFixed(2)}% after ${info.epochs} epoch(s)`;
-    $("run-meta").textContent = `${info.model} (${info.paper || info.family}) on ${info.data}: ${info.classes.length} classes, ` +
+    // A model served with --weights has no run folder: say whose weights, and where its test images come from.
+    const where = info.weights ? `with weights ${info.weights}${info.data ? `, test images from ${info.data}` : ""}` : `on ${info.data}`;
+    $("run-meta").textContent = `${info.model} (${info.paper || info.family}) ${where}: ${info.classes.length} classes, ` +
       `input ${info.input_size.join("x")}${info.pad ? ` (${info.image_size.join("x")} padded by ${info.pad})` : ""}, ` +
       `${fmtInt(info.params)} parameters, ${fmtBig(info.macs)}MACs${err}`;
     $("ink-label").hidden = info.digit_like;
@@ -151,7 +156,10 @@
     renderFilters(info);
     buildLayers(info);
     clearDrawing();
-    await predictSample();
+    const samples = info.samples !== false;  // false: a model with --weights and no --data
+    $("random-button").hidden = !samples;
+    if (samples) await predictSample();
+    else document.body.dataset.state = "ready";
   }
 
   function renderTable(info) {
