@@ -52,6 +52,17 @@ def test_missing_values_are_skipped():
     plt.close(fig)
 
 
+def test_a_run_without_a_hold_out_has_no_validation_curves_and_an_ema_run_shows_its_ema():
+    history = [{**row, "val_loss": float("nan"), "val_top1_err": float("nan"), "ema_test_top1_err": 0.11 / row["epoch"]}
+               for row in _history(1.0)]
+    fig = plot_curves([("a", history)])
+    loss, err, _ = fig.axes
+    assert [t.get_text() for t in loss.get_legend().get_texts()] == ["train"]
+    assert [t.get_text() for t in err.get_legend().get_texts()] == ["train", "test", "test, EMA weights"]
+    assert list(err.lines[2].get_ydata()) == pytest.approx([11 / e for e in range(1, 5)])
+    plt.close(fig)
+
+
 def test_save_figure_writes_a_png_and_makes_the_folder(tmp_path):
     path = save_figure(plot_curves([("a", _history(1.0))]), tmp_path / "sub" / "c.png")
     assert path.read_bytes()[:4] == b"\x89PNG"

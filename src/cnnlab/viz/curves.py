@@ -33,20 +33,27 @@ def _series(history: Sequence[dict], key: str) -> tuple[list[float], list[float]
 
 
 def plot_curves(runs: Sequence[tuple[str, Sequence[dict]]], *, title: str | None = None) -> Figure:
-    """Three panels: loss (train solid, validation dashed), top-1 error in % (train, val, test)
-    on a log scale, and the learning rate. ``runs`` is a list of (label, history) pairs."""
+    """Three panels: loss (train solid, validation dashed), top-1 error in % (train, val, test,
+    and the EMA weights' val/test when the run kept an EMA) on a log scale, and the learning
+    rate. A metric the run never measured (no hold-out: no validation) is left out. ``runs`` is a list of (label, history) pairs."""
     fig, (ax_loss, ax_err, ax_lr) = plt.subplots(1, 3, figsize=(15, 4.3), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (label, history) in enumerate(runs):
         c = colors[i % len(colors)]
         prefix = f"{label}: " if len(runs) > 1 else ""
-        ax_loss.plot(*_series(history, "train_loss"), color=c, marker="o", ms=3, label=f"{prefix}train")
-        ax_loss.plot(*_series(history, "val_loss"), color=c, ls="--", marker="s", ms=3, label=f"{prefix}validation")
+        for key, style, name in (("train_loss", "-", "train"), ("val_loss", "--", "validation")):
+            xs, ys = _series(history, key)
+            if xs:  # a run without a hold-out has no validation curve, and no legend entry for one
+                ax_loss.plot(xs, ys, color=c, ls=style, marker="o" if key == "train_loss" else "s", ms=3,
+                             label=f"{prefix}{name}")
         xs, acc = _series(history, "train_acc")
         ax_err.plot(xs, [100 * (1 - a) for a in acc], color=c, marker="o", ms=3, label=f"{prefix}train")
-        for key, style, name in (("val_top1_err", "--", "validation"), ("test_top1_err", ":", "test")):
+        for key, style, marker, name in (("val_top1_err", "--", "s", "validation"), ("test_top1_err", ":", "^", "test"),
+                                         ("ema_val_top1_err", "--", "x", "validation, EMA weights"),
+                                         ("ema_test_top1_err", "-.", "x", "test, EMA weights")):
             xs, err = _series(history, key)
-            ax_err.plot(xs, [100 * e for e in err], color=c, ls=style, marker="s", ms=3, label=f"{prefix}{name}")
+            if xs:
+                ax_err.plot(xs, [100 * e for e in err], color=c, ls=style, marker=marker, ms=3, label=f"{prefix}{name}")
         ax_lr.plot(*_series(history, "lr"), color=c, marker="o", ms=3, label=label)
     ax_loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
     ax_err.set(title="Top-1 error", xlabel="epoch", ylabel="error (%)")
