@@ -15,6 +15,7 @@ from cnnlab.models.features import (
     features,
     forward_features,
 )
+from tests.models.test_sweep import small_input
 
 # One (small) model per family: its stages' (channels, reduction), as the architectures define
 # them (ResNet-50's 256/512/1024/2048 at 1/4..1/32; ViT's one token grid at 1/16), and the
@@ -120,14 +121,7 @@ FAST_SWEEP = {name for name, _, _ in CASES.values()}  # one model per family in 
 REAL_LIMIT = 30_000_000
 
 
-def _small(name: str) -> tuple[dict, tuple[int, int, int]]:
-    """Options and a small input for ``name`` (as the registry sweep, tests/models/test_sweep.py)."""
-    info = get_model_info(name)
-    if info.test_input_size is not None:
-        return {}, info.test_input_size
-    if "image_size" in info.options:  # ViT/DeiT: position embeddings sized to the input
-        return {"image_size": 32}, (info.input_size[0], 32, 32)
-    return {}, info.input_size
+_small = small_input  # the registry sweep's cheap options and input (tests/models/test_sweep.py)
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in FAST_SWEEP else [pytest.mark.slow]) for n in TRUNK_MODELS])
