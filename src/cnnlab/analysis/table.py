@@ -85,10 +85,12 @@ def to_rich(
     return table
 
 
-def render(headers: Sequence[str], rows: Rows, fmt: str, *, title: str = "", right: Sequence[str] = ()) -> Table | str:
-    """``fmt`` one of :data:`FORMATS`: a rich :class:`~rich.table.Table` for "table", text otherwise."""
+def render(headers: Sequence[str], rows: Rows, fmt: str, *, title: str = "", right: Sequence[str] = (),
+           wrap: Sequence[str] = ()) -> Table | str:
+    """``fmt`` one of :data:`FORMATS`: a rich :class:`~rich.table.Table` for "table" (``wrap``:
+    columns whose cells may break onto several lines), text otherwise."""
     if fmt == "table":
-        return to_rich(headers, rows, title=title, right=right)
+        return to_rich(headers, rows, title=title, right=right, wrap=wrap)
     if fmt == "markdown":
         return to_markdown(headers, rows, right=right)
     if fmt == "csv":

@@ -67,7 +67,7 @@ def print_report(report: BenchReport) -> None:
         print_table(["setting", "images/s", "ms/batch", "GFLOP/s", "of matmul peak", "top-1 agreement", "details"], rows,
                     title=f"{report.model}, batch {report.batch} x {size_text}, {_g(report.gmacs_per_image)} GMACs/image; "
                           f"agreement on {report.images}",
-                    right=("images/s", "ms/batch", "GFLOP/s", "of matmul peak"))
+                    right=("images/s", "ms/batch", "GFLOP/s", "of matmul peak"), wrap=("details",))
     if report.training:
         rows = _rows(report.training, lambda r: [f"{r.images_per_s:,.1f}", f"{r.ratio_to_plain:.2f}x", f"{r.ms_per_batch:,.1f}",
                                                  f"{r.gflops:,.1f}", f"{r.share_of_peak:.0%} of {r.peak_gflops:,.0f}"])
@@ -75,7 +75,7 @@ def print_report(report: BenchReport) -> None:
                     title=f"training {report.model}, batch {report.batch} x {size_text}, {report.train_steps} steps per call, "
                           f"{_g(3 * 2 * report.gmacs_per_image)} GFLOP/image (3x forward); "
                           "'vs plain': the plain loop timed alternately with each row",
-                    right=("images/s", "vs plain", "ms/step", "GFLOP/s", "of matmul peak"))
+                    right=("images/s", "vs plain", "ms/step", "GFLOP/s", "of matmul peak"), wrap=("details",))
 
 
 def _rows(rows, measured) -> list[list[str]]:

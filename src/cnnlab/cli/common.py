@@ -100,9 +100,10 @@ def console() -> Console:
 
 
 def print_table(headers: list[str], rows: list[list], fmt: str = "table", *, title: str = "",
-                right: tuple[str, ...] = ()) -> None:
-    """Rows on stdout in one of cnnlab.analysis.table.FORMATS (``right``: right-aligned columns)."""
-    out = render(headers, rows, fmt, title=title, right=right)
+                right: tuple[str, ...] = (), wrap: tuple[str, ...] = ()) -> None:
+    """Rows on stdout in one of cnnlab.analysis.table.FORMATS (``right``: right-aligned columns;
+    ``wrap``: columns whose cells may take several lines, so that the others are not cut)."""
+    out = render(headers, rows, fmt, title=title, right=right, wrap=wrap)
     if isinstance(out, str):
         click.echo(out, nl=False)
     else:
