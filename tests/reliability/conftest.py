@@ -117,6 +117,11 @@ class Child:
                 sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
                 sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
                 torch.set_num_threads(1)
+                # A fresh `cnnlab` process starts with Python's own Ctrl-C handling: whatever
+                # the pytest worker's earlier tests left behind (a handler, a blocked SIGINT) is
+                # not inherited.
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
                 if cwd is not None:
                     os.chdir(cwd)
                 os.environ.update(env or {})

@@ -124,7 +124,7 @@ def test_ctrl_c_in_epoch_1_removes_the_folder_and_says_so(warm):
     out = warm / "ctrl-c-1" / "run"
     before = lambda: set_fault_hook(lambda label: os.kill(os.getpid(), signal.SIGINT) if label.startswith("epoch 1: write last") else None)
     result = run_cnnlab([a for a in tiny_args(out) if a != "-q"], before=before)
-    assert result.code == 130
+    assert result.code == 130, result.err
     assert f"interrupted before the first epoch was saved; nothing is kept in {out}" in result.err
     assert "--resume" not in result.err
     assert not out.exists() and not out.parent.exists()
@@ -134,7 +134,7 @@ def test_ctrl_c_in_epoch_2_keeps_epoch_1_and_resume_finishes(warm):
     out = warm / "ctrl-c-2"
     before = lambda: set_fault_hook(lambda label: os.kill(os.getpid(), signal.SIGINT) if label.startswith("epoch 2: write last") else None)
     result = run_cnnlab([a for a in tiny_args(out) if a != "-q"], before=before)
-    assert result.code == 130
+    assert result.code == 130, result.err
     assert f"interrupted; 1 epoch(s) are saved in {out}; continue with: cnnlab train --resume {out}" in result.err
     resumed = run_cnnlab(["train", "--resume", str(out), "-q"])
     assert resumed.code == 0 and resumed.err_lines == [], resumed.err
