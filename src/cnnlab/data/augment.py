@@ -326,6 +326,13 @@ def _cifar(dataset: "ImageDataset | None") -> Augment:
     return Compose([RandomCrop(padding=4, pad_mode="zero"), HorizontalFlip()])
 
 
+def _airbench(dataset: "ImageDataset | None") -> Augment:
+    # Jordan 2024 (airbench, arXiv:2404.00498): translations of up to 2 pixels with reflection
+    # padding, and flips. A milder crop than He et al.'s 4 pixels suits a ten-epoch run.
+    # NOTE the paper alternates each image's flip between epochs; these flips are independent.
+    return Compose([RandomCrop(padding=2, pad_mode="reflect"), HorizontalFlip()])
+
+
 def _cifar_cutout(dataset: "ImageDataset | None") -> Augment:
     # DeVries & Taylor 2017: the CIFAR augmentation plus a 16x16 cutout on CIFAR-10.
     return Compose([_cifar(dataset), Cutout(16)])
@@ -354,6 +361,7 @@ PRESETS: dict[str, Callable[["ImageDataset | None"], Augment | None]] = {
     "mnist": _mnist,
     "cifar": _cifar,
     "cifar-cutout": _cifar_cutout,
+    "airbench": _airbench,
     "alexnet": _alexnet,
     "inception": _inception,
 }

@@ -17,8 +17,13 @@ The whitening weights come from data: :meth:`Airbench.init_whitening` takes norm
 training images (the trainer calls it once, before the first step, for models that have it).
 Until then the layer holds a fixed random init, so the model also builds and runs alone.
 
+As in the paper: BatchNorm's running statistics keep 0.6 of the old value per step (torch
+momentum 0.4: at ~500 steps the statistics must follow the weights quickly), and each 3x3
+convolution starts with its first ``in_channels`` filters as the identity (dirac init), so a
+freshly built block passes its input through.
+
 NOTE deviations from the paper: BatchNorm here learns its scale as well as its bias (the paper
-trains biases only), with torch's default momentum; the paper's lookahead, its alternating
+trains biases only, at 64x the learning rate); the paper's lookahead, its alternating
 (derandomised) flips, progressive freezing of the whitening bias and its multi-crop
 test-time augmentation are replaced by what the trainer has: an EMA of the weights, random
 flips and translations per batch, and flip TTA at evaluation (``cnnlab eval --tta flip``).
@@ -37,6 +42,7 @@ from cnnlab.models.registry import Reported, register_model
 JORDAN_2024 = 'Keller Jordan 2024, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU", arXiv:2404.00498'
 WHITEN_EPS = 5e-4  # added to the patch covariance's eigenvalues: keeps near-constant directions from blowing up
 LOGIT_SCALE = 1 / 9  # the paper's output temperature: the linear layer's logits are divided by 9
+BN_MOMENTUM = 0.4  # torch's convention (weight of the new batch); the paper writes it as 0.6 kept
 
 
 @dataclass(frozen=True)
@@ -55,10 +61,13 @@ class ConvGroup(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(in_chans, width, 3, padding=1, bias=False)
         self.pool = nn.MaxPool2d(2)
-        self.bn1 = nn.BatchNorm2d(width)
+        self.bn1 = nn.BatchNorm2d(width, momentum=BN_MOMENTUM)
         self.conv2 = nn.Conv2d(width, width, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(width)
+        self.bn2 = nn.BatchNorm2d(width, momentum=BN_MOMENTUM)
         self.act = nn.GELU()
+        for conv in (self.conv1, self.conv2):
+            # Jordan 2024: identity init of the first in_channels filters, the rest torch's default.
+            nn.init.dirac_(conv.weight.data[: conv.in_channels])
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.act(self.bn1(self.pool(self.conv1(x))))
