@@ -7,6 +7,7 @@ import dataclasses
 import typing
 
 import pytest
+import torch
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models import get_model_info, list_models
@@ -88,3 +89,17 @@ def test_a_model_of_every_family_takes_its_own_input_size():
         info = get_model_info(name)
         c, h, w = info.test_input_size or info.input_size
         check_input_fits(name, {}, num_classes=10, image_size=(c, h, w), pad=0, data="its own")
+
+
+@pytest.mark.parametrize("model, size", [("lenet5", (1, 32, 32)), ("resnet50", (3, 224, 224))])
+def test_the_size_check_leaves_the_global_generator_as_it_was(model, size):
+    """LeNet-5 is checked by a real forward pass (its weights drawn from the global generator),
+    ResNet-50 on the meta device: neither may shift the seeded run's initial weights."""
+    import cnnlab.training.validate as validate
+
+    small = get_model_info(model).params <= validate.REAL_CHECK_PARAMS
+    assert small == (model == "lenet5")  # both paths are covered
+    torch.manual_seed(3)
+    before = torch.random.get_rng_state()
+    check_input_fits(model, {}, num_classes=10, image_size=size, pad=0, data="d")
+    assert torch.equal(torch.random.get_rng_state(), before)

@@ -137,3 +137,33 @@ def test_resnet18_is_the_default_recipe_for_imagenette():
     from cnnlab.training.config import build_config
 
     assert build_config("resnet18", "imagenette").recipe == "resnet18-imagenette"
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_the_optimizer_step_is_fused_on_the_cpu_and_steps_as_torch_default_does(name):
+    """One kernel per step where torch has it (CPU, CUDA): the same update as torch's default
+    foreach step, to float rounding, over groups with and without weight decay. (No bias right
+    before a BatchNorm: its gradient is rounding noise, which Adam scales up to full steps.)"""
+    torch.manual_seed(0)
+    nets = [nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.BatchNorm1d(8), nn.Linear(8, 3)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    ours = make_optimizer(parameter_groups(nets[0], weight_decay=0.1, norm_bias_decay=False), name=name, lr=0.05,
+                          nesterov=name == "sgd")
+    assert ours.defaults["fused"] is True
+    groups = parameter_groups(nets[1], weight_decay=0.1, norm_bias_decay=False)
+    kind = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+    extra = {"momentum": 0.9, "nesterov": True} if name == "sgd" else {"betas": (0.9, 0.999)}
+    plain = kind(groups, lr=0.05, weight_decay=0.1, **extra)
+    x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    for _ in range(5):
+        for net, opt in zip(nets, (ours, plain)):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_an_optimizer_over_a_parameter_torch_cannot_fuse_takes_torchs_default_step():
+    meta = nn.Parameter(torch.zeros(3, device="meta"))
+    assert make_optimizer([meta], name="sgd", lr=0.1).defaults["fused"] is None
