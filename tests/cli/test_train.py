@@ -68,8 +68,8 @@ def test_train_applies_the_settings_prints_the_final_numbers_and_draws_curves(tr
     # what was decided, so a resume continues with the same arithmetic.
     assert config["threads"] >= 1 and config["amp"] in ("on", "off") and isinstance(config["channels_last"], bool)
     history = read_history(out / "metrics.csv")
-    # 6 steps per epoch of 12: the step schedule halves the rate at half of training.
-    assert [r["lr"] for r in history] == pytest.approx([0.003, 0.0015])
+    # 6 steps per epoch of 12: the step schedule halves the recipe's lr 0.005 at half of training.
+    assert [r["lr"] for r in history] == pytest.approx([0.005, 0.0025])
     assert math.isnan(history[0]["test_top1_err"]) and not math.isnan(history[1]["test_top1_err"])
     printed = re.search(r"test top-1 error (\d+\.\d\d)% \(accuracy (\d+\.\d\d)%\), top-5 error (\d+\.\d\d)%", stdout)
     assert printed[1] == f"{100 * history[-1]['test_top1_err']:.2f}"

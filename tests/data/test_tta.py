@@ -49,3 +49,17 @@ def test_padding_only_when_the_crop_is_the_whole_image():
     assert tta_padding("10crop", (32, 32), (32, 32)) == 4  # CIFAR: corners become 4-pixel shifts
     assert tta_padding("10crop", (256, 256), (224, 224)) == 0  # AlexNet: crops of the larger image
     assert tta_padding("flip", (32, 32), (32, 32)) == 0
+
+
+def test_flip_translate_is_airbenchs_six_views():
+    x = image()
+    views = tta_views(x, "flip-translate")
+    assert len(views) == 6 and all(v.shape == x.shape for v in views)
+    as_is, down_right, up_left = views[:3]
+    assert torch.equal(as_is, x)
+    # moved by one pixel: the interior is the image shifted; the new edge is its reflection
+    assert torch.equal(down_right[..., 1:, 1:], x[..., :-1, :-1])
+    assert torch.equal(down_right[..., 0, 1:], x[..., 1, :-1])
+    assert torch.equal(up_left[..., :-1, :-1], x[..., 1:, 1:])
+    assert torch.equal(up_left[..., -1, :-1], x[..., -2, 1:])
+    assert all(torch.equal(m, v.flip(-1)) for m, v in zip(views[3:], views[:3]))

@@ -42,7 +42,8 @@ class Events:
         torch.nn.modules.module.register_module_forward_pre_hook(self._forward)
 
     def _forward(self, module, args) -> None:
-        if type(module).__name__ == "LeNet5" and args[0].device.type != "meta":  # not the size check
+        # Not the input-size check before training (a training-mode forward without autograd).
+        if type(module).__name__ == "LeNet5" and (torch.is_grad_enabled() or not module.training):
             self.event("forward " + ("train" if module.training else "eval"))
 
     def event(self, label: str) -> None:

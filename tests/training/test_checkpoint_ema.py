@@ -18,10 +18,10 @@ from cnnlab.training.extras import StepExtras
 from cnnlab.training.loop import StopTraining, fit
 
 
-def config(data: str, out, epochs: int = 3) -> TrainConfig:
+def config(data: str, out, epochs: int = 3, lookahead: bool = False) -> TrainConfig:
     return TrainConfig(model="lenet5", data=data, epochs=epochs, batch_size=10, eval_batch_size=30, lr=0.05,
                        val_size=6, ema_decay=0.8, ema_every=2, eval_test_every_epoch=False, device="cpu", amp="off",
-                       deterministic=True, threads=1, out=str(out))
+                       deterministic=True, threads=1, out=str(out), lookahead=lookahead)
 
 
 def stop_after(n: int):
@@ -32,8 +32,11 @@ def stop_after(n: int):
     return callback
 
 
-def test_the_ema_is_committed_in_the_epoch_folder_and_a_resume_continues_it_bitwise(patterns, tmp_path):
-    whole = fit(config(patterns, tmp_path / "whole"), quiet=True)
+@pytest.mark.parametrize("lookahead", [False, True])
+def test_the_ema_is_committed_in_the_epoch_folder_and_a_resume_continues_it_bitwise(patterns, tmp_path, lookahead):
+    # With lookahead the weights are pulled back to the EMA every 2 steps, across the epoch
+    # boundaries (3 steps per epoch): a resume must restore both the average and the ramp.
+    whole = fit(config(patterns, tmp_path / "whole", lookahead=lookahead), quiet=True)
     folder = epoch_folder(tmp_path / "whole", 3)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert "ema.safetensors" in manifest["files"]  # hashed and committed with the weights
@@ -44,9 +47,9 @@ def test_the_ema_is_committed_in_the_epoch_folder_and_a_resume_continues_it_bitw
     assert checkpoint_file(tmp_path / "whole", 3, "ema.safetensors") == folder / "ema.safetensors"
     assert weights_file(tmp_path / "whole", "ema") == folder / "ema.safetensors"
 
-    fit(config(patterns, tmp_path / "parts"), quiet=True, callbacks=[stop_after(1)])
-    fit(config(patterns, None), resume=tmp_path / "parts", quiet=True, callbacks=[stop_after(2)])
-    parts = fit(config(patterns, None), resume=tmp_path / "parts", quiet=True)
+    fit(config(patterns, tmp_path / "parts", lookahead=lookahead), quiet=True, callbacks=[stop_after(1)])
+    fit(config(patterns, None, lookahead=lookahead), resume=tmp_path / "parts", quiet=True, callbacks=[stop_after(2)])
+    parts = fit(config(patterns, None, lookahead=lookahead), resume=tmp_path / "parts", quiet=True)
     for name in ("last.safetensors", "ema.safetensors"):
         a = load_file(str(epoch_folder(tmp_path / "whole", 3) / name))
         b = load_file(str(epoch_folder(tmp_path / "parts", 3) / name))

@@ -47,7 +47,10 @@ LAUNCH_LIMIT = 600  # hang guard of one launch on a busy 2-core machine (seconds
 # order of the float32 additions (the all-reduce adds the two ranks' means, one process sums
 # all 64 terms at once), ~1e-7 relative per step; Adam's division by sqrt(v) can amplify that
 # on weights with tiny gradients.
-WEIGHT_TOL = 1e-6  # measured: 1.3e-7 (LeNet-5, 256 MNIST images, 2 epochs, Xeon, 1 thread per process)
+# Measured (LeNet-5, 256 MNIST images, 2 epochs, 1 thread per process): 1.3e-7 with torch's
+# foreach Adam (Xeon), 1.19e-6 with the fused Adam step (AMD EPYC, AVX2): Adam divides by the
+# root of the squared gradients, so the all-reduce's other summation order shows more there.
+WEIGHT_TOL = 5e-6
 
 
 # --- shards -------------------------------------------------------------------------------
@@ -322,7 +325,7 @@ def test_a_two_node_run_trains_with_one_writer(runs):
         assert result.returncode == 0, result.stderr[-3000:]
     header, records = log_records(runs["two_nodes"])
     assert "2 ranks (gloo, 2 node(s) x 1)" in header
-    assert "global batch 64 = 32 per rank x 2 rank(s), lr 0.003" in header  # the reference batch: no scaling
+    assert "global batch 64 = 32 per rank x 2 rank(s), lr 0.005" in header  # the recipe's, at the reference batch: no scaling
     assert [r["epoch"] for r in records] == [1, 2] and records[-1]["iterations"] == 8  # 256 images / 64 per step x 2
     # one writer: the summary line is printed once, by the node that holds rank 0
     assert sum("test top-1 error" in r.stdout for r in runs["nodes"]) == 1

@@ -82,6 +82,29 @@ def test_ema_follows_the_formula_with_buffers_and_its_interval(tmp_path):
         WeightEMA(net, decay=1.0)
 
 
+def test_lookahead_pulls_the_weights_back_to_an_average_whose_decay_ramps_with_progress_cubed():
+    torch.manual_seed(0)
+    net = small_net()
+    total = 12
+    ema = WeightEMA(net, decay=0.8, every=3, lookahead_steps=total)
+    slow = None
+    for step in range(1, total + 1):
+        with torch.no_grad():
+            net[0].weight.add_(1.0)  # an optimizer step of the fast weights
+        fast = net[0].weight.detach().clone()
+        ema.update(net)
+        if step % 3:
+            assert torch.equal(net[0].weight, fast)  # between updates the fast weights move freely
+            continue
+        decay = 0.8 * (step / total) ** 3  # 0.8 x (1/4)^3 = 0.0125 first, 0.8 at the end
+        slow = fast if slow is None else decay * slow + (1 - decay) * fast
+        assert torch.allclose(ema.module[0].weight, slow, atol=1e-6)
+        assert torch.equal(net[0].weight, ema.module[0].weight)  # and they start again from the slow weights
+    assert ema.current_decay() == pytest.approx(0.8)
+    with pytest.raises(CnnlabError, match="set ema_decay too"):
+        StepExtras(TrainConfig(lookahead=True), small_net(), num_classes=5, generator=torch.Generator(), total_steps=10)
+
+
 def test_mixup_needs_the_cross_entropy_loss():
     with pytest.raises(CnnlabError, match="cross-entropy"):
         StepExtras(TrainConfig(mixup_alpha=0.2, loss="mse"), small_net(), num_classes=5, generator=torch.Generator())

@@ -66,6 +66,7 @@ HELP: dict[str, str] = {
     "grad_clip": "Clip the gradients' global L2 norm to this.",
     "ema_decay": "Keep an exponential moving average of the weights with this decay (ema.safetensors).",
     "ema_every": "Optimizer steps between EMA updates.",
+    "lookahead": "At each EMA update, set the weights back to the EMA (lookahead; the decay ramps with progress cubed).",
     "pad": "Zero padding of input images.  [default: what fits the model's input size]",
     "seed": "Seed of initialisation, hold-out, subset and batch order.",
     "device": "Device (auto: CUDA, else MPS, else CPU).",

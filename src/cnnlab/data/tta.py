@@ -7,6 +7,10 @@ evaluator averages.
   reflections (hence ten patches in all), and averaging the predictions ... on the ten
   patches". The crop size is the model's input size.
 - ``center``: the single centre crop (the usual one-crop evaluation of ImageNet models).
+- ``flip-translate``: airbench's test-time augmentation (Jordan 2024, arXiv:2404.00498): the
+  image and its mirror, each also translated by one pixel up-left and down-right (reflection
+  padding): six views. NOTE the paper weights the two untranslated views as much as the
+  four translated ones together; here all six count the same.
 
 Views are taken from whole batches (B, C, H, W) with slicing, on their device. Flips and
 crops commute with per-channel normalisation, so they may be applied before or after it.
@@ -15,8 +19,9 @@ crops commute with per-channel normalisation, so they may be applied before or a
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-TTA_MODES = ("none", "flip", "center", "10crop")
+TTA_MODES = ("none", "flip", "center", "10crop", "flip-translate")
 
 
 def five_crops(x: torch.Tensor, size: tuple[int, int]) -> list[torch.Tensor]:
@@ -45,6 +50,11 @@ def tta_views(x: torch.Tensor, mode: str, crop_size: tuple[int, int] | None = No
         return [x]
     if mode == "flip":
         return [x, x.flip(-1)]
+    if mode == "flip-translate":
+        H, W = x.shape[-2:]
+        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        views = [x, padded[..., :H, :W], padded[..., 2:, 2:]]  # as is, moved down-right, moved up-left
+        return views + [v.flip(-1) for v in views]
     if mode == "center":
         return five_crops(x, size)[4:]  # type: ignore[arg-type]
     crops = five_crops(x, size)  # type: ignore[arg-type]

@@ -23,10 +23,11 @@ convolution starts with its first ``in_channels`` filters as the identity (dirac
 freshly built block passes its input through.
 
 NOTE deviations from the paper: BatchNorm here learns its scale as well as its bias (the paper
-trains biases only, at 64x the learning rate); the paper's lookahead, its alternating
-(derandomised) flips, progressive freezing of the whitening bias and its multi-crop
-test-time augmentation are replaced by what the trainer has: an EMA of the weights, random
-flips and translations per batch, and flip TTA at evaluation (``cnnlab eval --tta flip``).
+trains biases only, at 64x the learning rate), with torch's eps; the whitening bias is trained
+throughout (the paper freezes it after 3 epochs); the paper's alternating (derandomised) flips
+are independent random flips here. Its lookahead and its six-view test-time augmentation are
+the trainer's (``lookahead`` in the ``cifar-speedrun`` recipe, ``cnnlab eval --tta
+flip-translate``).
 """
 
 from __future__ import annotations

@@ -130,6 +130,7 @@ class TrainConfig:
     grad_clip: Positive | None = None  # clip the gradients' global L2 norm to this; None: no clipping
     ema_decay: Annotated[float, Bounds(gt=0, lt=1)] | None = None  # keep an EMA of the weights with this decay per update (ema.safetensors); None: off
     ema_every: Count = 1  # optimizer steps between EMA updates (torchvision's v2 recipe: 32)
+    lookahead: bool = False  # at each EMA update the weights go back to the EMA (needs ema_decay); see WeightEMA
     pad: Size | None = None  # zero padding of input images; None: fit the model's input size
     seed: Seed = 0
     device: str = "auto"

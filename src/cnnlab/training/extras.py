@@ -24,7 +24,8 @@ EMA_FILE = "ema.safetensors"
 class StepExtras:
     """What a config asks of each training step beyond forward, backward and step."""
 
-    def __init__(self, config: TrainConfig, model: nn.Module, *, num_classes: int, generator: torch.Generator) -> None:
+    def __init__(self, config: TrainConfig, model: nn.Module, *, num_classes: int, generator: torch.Generator,
+                 total_steps: int | None = None) -> None:
         self.mixer = MixupCutmix(num_classes, mixup_alpha=config.mixup_alpha, cutmix_alpha=config.cutmix_alpha)
         if self.mixer.enabled and config.loss != "ce":
             raise CnnlabError(f"mixup and cutmix need the cross-entropy loss (soft targets), not loss {config.loss!r}")
@@ -33,11 +34,17 @@ class StepExtras:
         self.grad_clip = config.grad_clip
         self.generator = generator
         self.model = model  # the network itself (not its DDP wrapper): what the EMA follows
-        self.ema = WeightEMA(model, decay=config.ema_decay, every=config.ema_every) if config.ema_decay is not None else None
+        if config.lookahead and config.ema_decay is None:
+            raise CnnlabError("lookahead pulls the weights back to their EMA: set ema_decay too (airbench: 0.95 ** 5 with ema_every 5)")
+        if config.lookahead and total_steps is None:
+            raise CnnlabError("lookahead needs the run's total optimizer steps (its decay ramps with the progress)")
+        self.ema = None if config.ema_decay is None else WeightEMA(
+            model, decay=config.ema_decay, every=config.ema_every, lookahead_steps=total_steps if config.lookahead else None)
 
     @classmethod
     def needed(cls, config: TrainConfig) -> bool:
-        return config.mixup_alpha > 0 or config.cutmix_alpha > 0 or config.grad_clip is not None or config.ema_decay is not None
+        return (config.mixup_alpha > 0 or config.cutmix_alpha > 0 or config.grad_clip is not None or config.ema_decay is not None
+                or config.lookahead)
 
     def mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch and the targets the loss sees: soft targets under mixup/cutmix, else ``y``."""

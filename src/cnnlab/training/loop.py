@@ -214,7 +214,8 @@ def prepare(config: TrainConfig, *, world: World = SINGLE, device: torch.device 
         # fp16 autocast needs loss scaling (Micikevicius et al. 2018); bf16 and fp32 do not, and
         # a disabled scaler is a pass-through, so every precision runs the same step.
         scaler=torch.amp.GradScaler(device.type, enabled=precision.scaled),
-        extras=StepExtras(config, model, num_classes=train_set.num_classes, generator=generator) if StepExtras.needed(config) else None,
+        extras=StepExtras(config, model, num_classes=train_set.num_classes, generator=generator, total_steps=steps * config.epochs)
+        if StepExtras.needed(config) else None,
         data_note=data.note, precision=precision, threads_note=threads_note,
     )
 

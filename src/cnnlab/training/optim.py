@@ -156,15 +156,41 @@ def clip_gradients(model: nn.Module, max_norm: float | None) -> float | None:
 class WeightEMA:
     """An exponential moving average of a model's weights and buffers, updated every
     ``every`` optimizer steps: ``avg = decay * avg + (1 - decay) * weights``
-    (``AveragedModel`` with an EMA rule; BatchNorm statistics averaged alike)."""
+    (``AveragedModel`` with an EMA rule; BatchNorm statistics averaged alike).
 
-    def __init__(self, model: nn.Module, *, decay: float, every: int = 1) -> None:
+    ``lookahead_steps`` (the run's total optimizer steps) makes it a lookahead (Zhang et al.
+    2019, "Lookahead Optimizer: k steps forward, 1 step back", arXiv:1907.08610): after each
+    update the model's weights are set to the average, the "slow weights". As in airbench
+    (Jordan 2024, arXiv:2404.00498) the decay then ramps up with the cube of the progress,
+    ``decay x (step / lookahead_steps) ** 3``: the fast weights move freely early in training
+    and are pulled back hard at the end."""
+
+    def __init__(self, model: nn.Module, *, decay: float, every: int = 1, lookahead_steps: int | None = None) -> None:
         if not 0 < decay < 1:
             raise CnnlabError(f"ema_decay must be in (0, 1), got {decay}")
         if every < 1:
             raise CnnlabError(f"ema_every must be >= 1, got {every}")
-        self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-        self.decay, self.every, self.steps = decay, every, 0
+        if lookahead_steps is not None and lookahead_steps < 1:
+            raise CnnlabError(f"lookahead needs the run's total steps (>= 1), got {lookahead_steps}")
+        self.decay, self.every, self.steps, self.lookahead_steps = decay, every, 0, lookahead_steps
+        if lookahead_steps is None:
+            self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        else:
+            def ramped(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged) -> None:
+                # the same lerp as torch's EMA rule, at this step's decay; counters (BatchNorm's
+                # num_batches_tracked) are taken as they are
+                if averaged[0].is_floating_point():
+                    torch._foreach_lerp_(averaged, current, 1 - self.current_decay())
+                else:
+                    torch._foreach_copy_(averaged, current)
+
+            self.averaged = AveragedModel(model, multi_avg_fn=ramped, use_buffers=True)
+
+    def current_decay(self) -> float:
+        """The decay of the update at ``self.steps`` (constant unless a lookahead)."""
+        if self.lookahead_steps is None:
+            return self.decay
+        return self.decay * min(1.0, self.steps / self.lookahead_steps) ** 3
 
     @property
     def module(self) -> nn.Module:
@@ -176,6 +202,10 @@ class WeightEMA:
         self.steps += 1
         if self.steps % self.every == 0:
             self.averaged.update_parameters(model)
+            if self.lookahead_steps is not None:
+                with torch.no_grad():  # the fast weights start again from the slow ones
+                    for slow, fast in zip(self.module.state_dict().values(), model.state_dict().values()):
+                        fast.copy_(slow)
 
     def metadata(self, *, epoch: int) -> dict[str, str]:
         """The counters a resume needs, for the weight file's metadata (see :meth:`load`)."""

@@ -123,8 +123,9 @@ def check_input_fits(
     data: str,
 ) -> None:
     """Fail with one line when ``model`` cannot take ``data``'s images of ``image_size`` =
-    (C, H, W), zero-padded by ``pad``: a training-mode forward pass of two images on the meta
-    device. A model whose layers have no meta kernels is not checked here."""
+    (C, H, W), zero-padded by ``pad``: a training-mode forward pass of two images, without
+    autograd, on the CPU for small models and on the meta device for the rest. A model whose
+    layers have no meta kernels is not checked here."""
     c, h, w = (int(v) for v in image_size)
     ph, pw = h + 2 * pad, w + 2 * pad
     with torch.device("meta"):
@@ -132,7 +133,8 @@ def check_input_fits(
     small = sum(p.numel() for p in net.parameters()) <= REAL_CHECK_PARAMS and c * ph * pw <= REAL_CHECK_PIXELS
     device = torch.device("cpu") if small else torch.device("meta")
     # The global generator is left as it was: the real build draws initial weights from it.
-    with torch.random.fork_rng(devices=[]), torch.device(device):
+    # No autograd: shapes are all it needs, and forward hooks can tell it from a training step.
+    with torch.random.fork_rng(devices=[]), torch.device(device), torch.no_grad():
         if small:
             net = create_model(model, num_classes=num_classes, in_chans=c, **dict(options))
         try:
