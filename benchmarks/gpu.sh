@@ -24,8 +24,6 @@ timeout 480 $PY benchmarks/bench_distributed.py --model resnet50 --device cuda \
     --synthetic 3,224,224,1000,8192 --global-batch 256 "${NPROC[@]}" \
     --set amp=true --set channels_last=true --json "$OUT/distributed-resnet50.json"
 
-# --- I: speedrun section (issue 16; helper I adds its commands here) ------------------------
-
 # --- issue 16: precision on the GPU, the CIFAR speedrun, MNIST from process start ------------
 # Written on a CPU-only machine: NOT RUN YET on any GPU. About 6 minutes in all.
 CNNLAB=${CNNLAB:-.venv/bin/cnnlab}

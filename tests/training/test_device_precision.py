@@ -4,6 +4,9 @@ measured choice with its margin and warning, the probe's cache, and the old bool
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import time
 
 import pytest
 import torch
@@ -12,6 +15,7 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 from cnnlab.training.config import TrainConfig, build_config, parse_setting
 from cnnlab.training.device import (
+    busy_cores,
     AMP_MODES,
     PROBE_MARGIN,
     Support,
@@ -175,11 +179,31 @@ def test_threads_one_per_idle_core_unless_given(requested, load, threads):
     n, why = choose_threads(requested, cores=2, load=load, current=2)
     assert n == threads and str(n) in why
     if requested is None:
-        assert f"load average {load:.1f}" in why
+        assert f"{load:.1f} busy" in why
 
 
 def test_threads_never_exceed_what_torch_was_set_to():
     assert choose_threads(None, cores=8, load=0.0, current=1)[0] == 1
+
+
+def test_busy_cores_counts_a_spinning_process():
+    spinner = multiprocessing.get_context("spawn").Process(target=_spin, args=(3.0,))
+    spinner.start()
+    try:
+        time.sleep(0.5)  # the child has started spinning
+        during = busy_cores(0.5)
+    finally:
+        spinner.join()
+    # Whatever else runs (the other test worker), the spinning child kept one core busy.
+    assert during is not None and 0.7 <= during <= (os.cpu_count() or 1) + 0.1, during
+    n, why = choose_threads(None, current=os.cpu_count() or 1)
+    assert "busy over the last 0.2 s" in why and n >= 1
+
+
+def _spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
 
 
 @pytest.mark.parametrize("old, new", [(True, "on"), (False, "off"), ("true", "on"), ("no", "off"), ("auto", "auto")])

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from cnnlab.cli import cli
+from cnnlab.errors import CnnlabError
 from cnnlab.training.run import read_history
 from cnnlab.viz.curves import plot_curves, save_figure
 
@@ -97,3 +98,20 @@ def test_run_histories_and_a_runs_curves_png(tmp_path):
     assert path == tmp_path / "run1" / "curves.png" and path.stat().st_size > 5000
     with pytest.raises(CnnlabError, match="has no metrics.csv"):
         run_histories([tmp_path])
+
+
+def test_time_to_accuracy_puts_minutes_from_the_start_on_the_x_axis(tmp_path):
+    a = [{**row, "elapsed_s": 90.0 * row["epoch"]} for row in _history(1.0)]
+    b = [{**row, "elapsed_s": 30.0 * row["epoch"]} for row in _history(2.0)]
+    fig = plot_curves([("slow", a), ("fast", b)], x="time")
+    loss, err, lr = fig.axes
+    assert all(ax.get_xlabel().startswith("minutes from the start") for ax in fig.axes)
+    assert list(err.lines[2].get_xdata()) == pytest.approx([1.5, 3.0, 4.5, 6.0])  # slow's test error
+    assert list(err.lines[5].get_xdata()) == pytest.approx([0.5, 1.0, 1.5, 2.0])  # fast's
+    plt.close(fig)
+    with pytest.raises(CnnlabError, match="unknown x axis 'step'"):
+        plot_curves([("a", a)], x="step")
+    _write_run(tmp_path / "run1", a)
+    result = CliRunner().invoke(cli, ["viz", "curves", str(tmp_path / "run1"), "--x", "time"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run1" / "curves-time.png").stat().st_size > 5000

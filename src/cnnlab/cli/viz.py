@@ -129,16 +129,21 @@ def viz_activations(run, image, layer, channels, invert, data_root, weights, out
 
 @viz_command.command("curves")
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--x", "x", type=click.Choice(["epoch", "time"]), default="epoch", show_default=True,
+              help="Against epochs, or wall time from each run's start (time to accuracy).")
 @_OUT
-def viz_curves(runs, out) -> None:
-    """Loss, error and learning rate per epoch.
+def viz_curves(runs, x, out) -> None:
+    """Loss, error and learning rate per epoch, or against wall time (--x time).
 
     Several runs are overlaid (RUN/curves.png for one run, curves.png here for several)."""
     from cnnlab.viz.curves import plot_curves, run_histories
 
     histories = run_histories(runs)
     title = histories[0][0] if len(runs) == 1 else f"{len(runs)} runs"
-    save_figure(plot_curves(histories, title=title), out, Path(runs[0]) / "curves.png" if len(runs) == 1 else Path("curves.png"))
+    default = Path(runs[0]) / "curves.png" if len(runs) == 1 else Path("curves.png")
+    if x == "time":
+        default = default.with_name("curves-time.png")
+    save_figure(plot_curves(histories, title=title, x=x), out, default)
 
 
 @viz_command.command("confusion")

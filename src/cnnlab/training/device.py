@@ -332,20 +332,55 @@ def _forced_why(amp: str, channels_last: bool | None, support: Support) -> str:
     return parts
 
 
+BUSY_WINDOW_S = 0.2  # how long busy_cores watches /proc/stat
+
+
+def busy_cores(window: float = BUSY_WINDOW_S) -> float | None:
+    """How many cores other processes keep busy now: the machine's non-idle CPU time over
+    ``window`` seconds (``/proc/stat``), in cores. None where there is no /proc/stat.
+
+    Why not the load average: it is a 1-minute moving average, so for a minute after a job
+    ends it still counts that job (a run started right after ``pip install`` took one thread
+    of two idle cores and trained at half speed)."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]) - idle, sum(fields[:8])  # busy, total (guest time is inside user)
+
+    try:
+        busy0, total0 = sample()
+        time.sleep(window)
+        busy1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (os.cpu_count() or 1) * (busy1 - busy0) / (total1 - total0)
+
+
 def choose_threads(requested: int | None, *, cores: int | None = None, load: float | None = None,
                    current: int | None = None) -> tuple[int, str]:
     """The CPU thread count of a run, and why.
 
     Given: that. Else one thread per idle core: torch's default (one per core) less the
-    cores other processes keep busy (the 1-minute load average), at least one. On a busy
-    machine extra threads only wait for each other: on 2 shared EPYC cores at load 2.6,
-    ResNet-20 trained at 148 images/s on one thread and 38 on two (measured side by side)."""
+    cores other processes keep busy (``load``; measured by :func:`busy_cores`, or the
+    1-minute load average where that cannot be read), at least one. On a busy machine extra
+    threads only wait for each other: on 2 shared EPYC cores at load 2.6, ResNet-20 trained
+    at 148 images/s on one thread and 38 on two (measured side by side)."""
     if requested is not None:
         return requested, f"{requested} thread{'s' if requested > 1 else ''} (--threads)"
     cores = (os.cpu_count() or 1) if cores is None else cores
     current = torch.get_num_threads() if current is None else current
-    load = os.getloadavg()[0] if load is None and hasattr(os, "getloadavg") else (load or 0.0)
+    if load is not None:
+        reason = f"{cores} cores, {load:.1f} busy"
+    elif (load := busy_cores()) is not None:
+        reason = f"{cores} cores, {load:.1f} busy over the last {BUSY_WINDOW_S:g} s"
+    else:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        reason = f"{cores} cores, load average {load:.1f}"
     idle = max(1, min(current, math.floor(cores - load + 0.5)))
     if idle == current:
-        return idle, f"{idle} thread{'s' if idle > 1 else ''} ({cores} cores, load average {load:.1f})"
-    return idle, f"{idle} thread{'s' if idle > 1 else ''} of {current} ({cores} cores, load average {load:.1f}: one per idle core)"
+        return idle, f"{idle} thread{'s' if idle > 1 else ''} ({reason})"
+    return idle, f"{idle} thread{'s' if idle > 1 else ''} of {current} ({reason}: one per idle core)"

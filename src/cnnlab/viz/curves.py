@@ -1,4 +1,5 @@
-"""Training curves: loss, error and learning rate per epoch, several runs overlaid.
+"""Training curves: loss, error and learning rate per epoch (or against wall time from the
+run's start: time-to-accuracy, the speedrun comparison), several runs overlaid.
 
 ``plot_curves`` draws histories (the rows of run folders' ``metrics.csv``);
 ``run_histories`` reads them from run folders, ``write_run_curves`` draws one run's
@@ -22,50 +23,60 @@ from cnnlab.training.config import TrainConfig  # noqa: E402
 from cnnlab.training.run import read_history  # noqa: E402
 
 
-def _series(history: Sequence[dict], key: str) -> tuple[list[float], list[float]]:
+X_AXES = ("epoch", "time")
+
+
+def _series(history: Sequence[dict], key: str, x: str = "epoch") -> tuple[list[float], list[float]]:
     xs, ys = [], []
     for row in history:
         v = row.get(key)
-        if isinstance(v, (int, float)) and not math.isnan(v):
-            xs.append(row["epoch"])
+        at = row["epoch"] if x == "epoch" else row.get("elapsed_s", math.nan) / 60
+        if isinstance(v, (int, float)) and not math.isnan(v) and not math.isnan(at):
+            xs.append(at)
             ys.append(float(v))
     return xs, ys
 
 
-def plot_curves(runs: Sequence[tuple[str, Sequence[dict]]], *, title: str | None = None) -> Figure:
+def plot_curves(runs: Sequence[tuple[str, Sequence[dict]]], *, title: str | None = None, x: str = "epoch") -> Figure:
     """Three panels: loss (train solid, validation dashed), top-1 error in % (train, val, test,
     and the EMA weights' val/test when the run kept an EMA) on a log scale, and the learning
-    rate. A metric the run never measured (no hold-out: no validation) is left out. ``runs`` is a list of (label, history) pairs."""
+    rate. A metric the run never measured (no hold-out: no validation) is left out. ``runs`` is a list of (label, history) pairs.
+    ``x``: "epoch", or "time" (minutes from the run's start, ``elapsed_s``: evaluation included)."""
+    if x not in X_AXES:
+        raise CnnlabError(f"unknown x axis {x!r}; expected one of {', '.join(X_AXES)}")
+    series = lambda history, key: _series(history, key, x)  # noqa: E731
     fig, (ax_loss, ax_err, ax_lr) = plt.subplots(1, 3, figsize=(15, 4.3), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (label, history) in enumerate(runs):
         c = colors[i % len(colors)]
         prefix = f"{label}: " if len(runs) > 1 else ""
         for key, style, name in (("train_loss", "-", "train"), ("val_loss", "--", "validation")):
-            xs, ys = _series(history, key)
+            xs, ys = series(history, key)
             if xs:  # a run without a hold-out has no validation curve, and no legend entry for one
                 ax_loss.plot(xs, ys, color=c, ls=style, marker="o" if key == "train_loss" else "s", ms=3,
                              label=f"{prefix}{name}")
-        xs, acc = _series(history, "train_acc")
+        xs, acc = series(history, "train_acc")
         ax_err.plot(xs, [100 * (1 - a) for a in acc], color=c, marker="o", ms=3, label=f"{prefix}train")
         for key, style, marker, name in (("val_top1_err", "--", "s", "validation"), ("test_top1_err", ":", "^", "test"),
                                          ("ema_val_top1_err", "--", "x", "validation, EMA weights"),
                                          ("ema_test_top1_err", "-.", "x", "test, EMA weights")):
-            xs, err = _series(history, key)
+            xs, err = series(history, key)
             if xs:
                 ax_err.plot(xs, [100 * e for e in err], color=c, ls=style, marker=marker, ms=3, label=f"{prefix}{name}")
-        ax_lr.plot(*_series(history, "lr"), color=c, marker="o", ms=3, label=label)
-    ax_loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
-    ax_err.set(title="Top-1 error", xlabel="epoch", ylabel="error (%)")
+        ax_lr.plot(*series(history, "lr"), color=c, marker="o", ms=3, label=label)
+    xlabel = "epoch" if x == "epoch" else "minutes from the start (evaluation included)"
+    ax_loss.set(title="Loss", xlabel=xlabel, ylabel="cross-entropy")
+    ax_err.set(title="Top-1 error", xlabel=xlabel, ylabel="error (%)")
     ax_err.set_yscale("log")
     ax_err.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax_err.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    ax_lr.set(title="Learning rate (end of epoch)", xlabel="epoch", ylabel="learning rate")
+    ax_lr.set(title="Learning rate (end of epoch)", xlabel=xlabel, ylabel="learning rate")
     for ax in (ax_loss, ax_err, ax_lr):
         ax.grid(True, alpha=0.3)
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
+        if x == "epoch":
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
     epochs = [row["epoch"] for _, history in runs for row in history]
-    if epochs and max(epochs) == min(epochs):  # a one-epoch run: one tick, not 0.945 ... 1.055
+    if x == "epoch" and epochs and max(epochs) == min(epochs):  # a one-epoch run: one tick, not 0.945 ... 1.055
         for ax in (ax_loss, ax_err, ax_lr):
             ax.set_xticks([epochs[0]])
     ax_loss.legend(fontsize=8)
