@@ -177,6 +177,15 @@ def test_presets():
     assert cifar.steps[0].padding == 4 and cifar.steps[0].pad_mode == "zero"
     assert cifar(torch.rand(4, 3, 32, 32), gen()).shape == (4, 3, 32, 32)
     assert cifar(torch.rand(4, 1, 36, 36), gen()).shape == (4, 1, 36, 36)  # keeps the (padded) batch size
+    airbench = get_preset("airbench", fake_dataset())  # Jordan 2024: 2-pixel reflect translations
+    assert [type(s) for s in airbench.steps] == [RandomCrop, HorizontalFlip]
+    assert airbench.steps[0].padding == 2 and airbench.steps[0].pad_mode == "reflect"
+    x = torch.rand(64, 3, 8, 8, generator=gen(1))
+    out = airbench(x, gen(2))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
+    windows = [padded[:, :, dy:dy + 8, dx:dx + 8] for dy in range(5) for dx in range(5)]
+    for i in range(64):  # each image is one of the 25 shifts of itself or of its mirror, with no zeros
+        assert any(torch.equal(out[i], w[i]) or torch.equal(out[i], w[i].flip(-1)) for w in windows)
     inception = get_preset("inception")
     assert inception(torch.rand(4, 3, 40, 30), gen()).shape == (4, 3, 40, 30)
     alexnet = get_preset("alexnet", fake_dataset(size=256))

@@ -48,3 +48,21 @@ def test_whitening_decorrelates_the_training_patches_and_is_frozen():
     assert model.whiten.weight.grad is None and model.whiten.bias.grad is not None
     torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4).step()
     assert torch.equal(model.whiten.weight, before)
+
+
+def test_convolutions_start_as_the_identity_and_batchnorm_follows_quickly():
+    # Jordan 2024: the first in_channels filters of every 3x3 convolution are dirac (identity)
+    # filters; BatchNorm keeps 0.6 of its running statistics per step (torch momentum 0.4).
+    torch.manual_seed(0)
+    model = Airbench()
+    for group in model.layers:
+        for conv in (group.conv1, group.conv2):
+            n = conv.in_channels
+            identity = torch.zeros_like(conv.weight[:n])
+            identity[torch.arange(n), torch.arange(n), 1, 1] = 1
+            assert torch.equal(conv.weight[:n], identity)
+            if conv.out_channels > n:  # the rest keep torch's random init
+                assert conv.weight[n:].abs().sum() > 0 and conv.weight[n:, :, 1, 1].std() > 0
+        x = torch.randn(4, group.conv1.in_channels, 8, 8)
+        assert torch.allclose(group.conv1(x)[:, : group.conv1.in_channels], x, atol=1e-6)  # passes its input
+        assert group.bn1.momentum == group.bn2.momentum == 0.4

@@ -134,6 +134,20 @@ def test_training_with_every_extra_resumes_exactly(data_root, tmp_path):
     assert 0 <= whole.final["ema_test_top1_err"] <= 1
 
 
+def test_the_speedrun_recipe_is_airbenchs_settings_converted_to_a_mean_loss():
+    # Jordan 2024 (airbench94): lr 11.5 and weight decay 0.0153 "per 1024 examples", divided by
+    # 1024 x (1 + 1 / (1 - momentum)), on a loss summed over the batch of 1024.
+    from cnnlab.training.config import build_config
+
+    cfg = build_config("airbench94", "cifar10-jpeg", recipe="cifar-speedrun")
+    scale = 1024 * (1 + 1 / (1 - 0.85))
+    assert (cfg.batch_size, cfg.momentum, cfg.nesterov, cfg.label_smoothing) == (1024, 0.85, True, 0.2)
+    assert cfg.lr == pytest.approx(11.5 / scale * 1024, rel=1e-3)  # the mean loss: x batch size
+    assert cfg.lr * cfg.weight_decay == pytest.approx(0.0153 * 1024 / scale, rel=1e-3)  # decay per step
+    assert cfg.lookahead and cfg.ema_every == 5 and cfg.ema_decay == pytest.approx(0.95**5, rel=1e-4)
+    assert cfg.augment == "airbench" and cfg.val_size == 0
+
+
 @pytest.mark.parametrize("recipe,checks", [
     ("alexnet-imagenet", {"batch_size": 128, "lr": 0.01, "weight_decay": 5e-4, "schedule": "plateau", "augment": "alexnet"}),
     ("vgg-imagenet", {"batch_size": 256, "lr": 0.01, "weight_decay": 5e-4, "augment": "vgg"}),
