@@ -66,3 +66,12 @@ def test_convolutions_start_as_the_identity_and_batchnorm_follows_quickly():
         x = torch.randn(4, group.conv1.in_channels, 8, 8)
         assert torch.allclose(group.conv1(x)[:, : group.conv1.in_channels], x, atol=1e-6)  # passes its input
         assert group.bn1.momentum == group.bn2.momentum == 0.4
+
+
+def test_batchnorm_learns_its_bias_only_unless_asked():
+    model = Airbench()
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) == 6
+    assert not any(bn.weight.requires_grad for bn in bns) and all(bn.bias.requires_grad for bn in bns)
+    assert all(bn.weight.requires_grad for bn in create_model("airbench94", learn_bn_scale=True).modules()
+               if isinstance(bn, torch.nn.BatchNorm2d))

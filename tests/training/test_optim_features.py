@@ -45,6 +45,28 @@ def test_sgd_decays_only_the_decayed_group():
         assert torch.equal(after[key], before[key]), key
 
 
+def test_norms_at_a_multiple_of_the_learning_rate_keep_the_decay_per_step():
+    # airbench: BatchNorm biases at 64x the rate, their weight decay divided by 64.
+    net = small_net()
+    rest, norms = parameter_groups(net, weight_decay=0.5, norm_lr_scale=64.0)
+    assert {id(p) for p in norms["params"]} == {id(p) for m in (net[1], net[4]) for p in m.parameters()}
+    assert norms["lr_scale"] == 64.0 and norms["weight_decay"] == pytest.approx(0.5 / 64) and "lr_scale" not in rest
+    assert parameter_groups(net, weight_decay=0.5, norm_bias_decay=False, norm_lr_scale=64.0)[-1]["weight_decay"] == 0.0
+    before = copy.deepcopy(net.state_dict())
+    opt = make_optimizer([rest, norms], name="sgd", lr=0.1, momentum=0.0)
+    for group in opt.param_groups:
+        group["lr"] = 0.1 * group.get("lr_scale", 1.0)  # as the training loop sets it
+    for p in net.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    after = net.state_dict()
+    # the gradient step 64x larger, the decay per step the same (1 - 0.1 x 0.5)
+    assert torch.allclose(after["1.bias"], before["1.bias"] * (1 - 0.1 * 0.5) - 6.4)
+    assert torch.allclose(after["0.bias"], before["0.bias"] * (1 - 0.1 * 0.5) - 0.1)
+    split = parameter_groups(net, weight_decay=0.5, norm_lr_scale=64.0, head={"5.weight", "5.bias"}, backbone_lr_scale=0.1)
+    assert sorted(g["lr_scale"] for g in split if g["params"]) == pytest.approx([0.1, 1.0, 6.4])
+
+
 def test_clipping_scales_the_global_norm_and_keeps_the_direction():
     net = small_net()
     for p in net.parameters():

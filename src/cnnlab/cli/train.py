@@ -63,6 +63,7 @@ HELP: dict[str, str] = {
     "mixup_alpha": "Mixup's Beta(alpha, alpha); 0: off.",
     "cutmix_alpha": "CutMix's Beta(alpha, alpha); 0: off (with mixup: one of the two per batch).",
     "norm_bias_decay": "Weight decay on normalisation layers and biases too (--no-norm-bias-decay: not).",
+    "norm_lr_scale": "Normalisation layers' learning rate as a multiple of the rest's (their decay per step unchanged).",
     "grad_clip": "Clip the gradients' global L2 norm to this.",
     "ema_decay": "Keep an exponential moving average of the weights with this decay (ema.safetensors).",
     "ema_every": "Optimizer steps between EMA updates.",

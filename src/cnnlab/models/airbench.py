@@ -22,8 +22,11 @@ momentum 0.4: at ~500 steps the statistics must follow the weights quickly), and
 convolution starts with its first ``in_channels`` filters as the identity (dirac init), so a
 freshly built block passes its input through.
 
-NOTE deviations from the paper: BatchNorm here learns its scale as well as its bias (the paper
-trains biases only, at 64x the learning rate), with torch's eps; the whitening bias is trained
+BatchNorm learns its bias only, as in the paper (its scale stays 1; ``learn_bn_scale=True``
+learns both); the paper trains those biases at 64x the learning rate (the recipe's
+``norm_lr_scale``).
+
+NOTE deviations from the paper: torch's BatchNorm eps (the paper: 1e-12); the whitening bias is trained
 throughout (the paper freezes it after 3 epochs); the paper's alternating (derandomised) flips
 are independent random flips here. Its lookahead and its six-view test-time augmentation are
 the trainer's (``lookahead`` in the ``cifar-speedrun`` recipe, ``cnnlab eval --tta
@@ -58,7 +61,7 @@ AIRBENCH94: tuple[Block, ...] = (Block(64), Block(256), Block(256))
 class ConvGroup(nn.Module):
     """conv 3x3 -> max-pool 2 -> BN -> GELU -> conv 3x3 -> BN -> GELU (halves the map)."""
 
-    def __init__(self, in_chans: int, width: int) -> None:
+    def __init__(self, in_chans: int, width: int, *, learn_bn_scale: bool = False) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_chans, width, 3, padding=1, bias=False)
         self.pool = nn.MaxPool2d(2)
@@ -69,6 +72,8 @@ class ConvGroup(nn.Module):
         for conv in (self.conv1, self.conv2):
             # Jordan 2024: identity init of the first in_channels filters, the rest torch's default.
             nn.init.dirac_(conv.weight.data[: conv.in_channels])
+        for bn in (self.bn1, self.bn2):
+            bn.weight.requires_grad_(learn_bn_scale)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.act(self.bn1(self.pool(self.conv1(x))))
@@ -78,7 +83,8 @@ class ConvGroup(nn.Module):
 class Airbench(ImageModel):
     """Whitening 2x2 conv, three conv groups, max-pool, scaled linear head."""
 
-    def __init__(self, blocks: tuple[Block, ...] = AIRBENCH94, *, num_classes: int = 10, in_chans: int = 3) -> None:
+    def __init__(self, blocks: tuple[Block, ...] = AIRBENCH94, *, num_classes: int = 10, in_chans: int = 3,
+                 learn_bn_scale: bool = False) -> None:
         super().__init__()
         patch = in_chans * 2 * 2
         self.whiten = nn.Conv2d(in_chans, 2 * patch, 2, padding=0, bias=True)
@@ -86,7 +92,7 @@ class Airbench(ImageModel):
         self.act = nn.GELU()
         groups, chans = [], 2 * patch
         for block in blocks:
-            groups.append(ConvGroup(chans, block.width))
+            groups.append(ConvGroup(chans, block.width, learn_bn_scale=learn_bn_scale))
             chans = block.width
         self.layers = nn.Sequential(*groups)
         self.pool = nn.AdaptiveMaxPool2d(1)
@@ -116,6 +122,6 @@ class Airbench(ImageModel):
     reported=Reported(top1=94.0, dataset="CIFAR-10", source="Jordan 2024, abstract (airbench94, mean of many runs)",
                       note="with the paper's test-time augmentation"),
 )
-def airbench94(*, num_classes: int = 10, in_chans: int = 3) -> Airbench:
+def airbench94(*, num_classes: int = 10, in_chans: int = 3, learn_bn_scale: bool = False) -> Airbench:
     """The airbench94 network: widths 64, 256, 256 after a 24-filter whitening layer."""
-    return Airbench(AIRBENCH94, num_classes=num_classes, in_chans=in_chans)
+    return Airbench(AIRBENCH94, num_classes=num_classes, in_chans=in_chans, learn_bn_scale=learn_bn_scale)

@@ -127,6 +127,7 @@ class TrainConfig:
     mixup_alpha: NonNegative = 0.0  # mixup's Beta(alpha, alpha) (Zhang et al. 2018); 0: off
     cutmix_alpha: NonNegative = 0.0  # CutMix's Beta(alpha, alpha) (Yun et al. 2019); 0: off; with mixup: one of the two per batch
     norm_bias_decay: bool = True  # false: no weight decay on normalisation layers and biases
+    norm_lr_scale: Positive = 1.0  # normalisation layers' learning rate / the rest's, same decay per step (airbench: 64)
     grad_clip: Positive | None = None  # clip the gradients' global L2 norm to this; None: no clipping
     ema_decay: Annotated[float, Bounds(gt=0, lt=1)] | None = None  # keep an EMA of the weights with this decay per update (ema.safetensors); None: off
     ema_every: Count = 1  # optimizer steps between EMA updates (torchvision's v2 recipe: 32)

@@ -203,7 +203,7 @@ def prepare(config: TrainConfig, *, world: World = SINGLE, device: torch.device 
     )
     optimizer = make_optimizer(
         parameter_groups(model, weight_decay=config.weight_decay, norm_bias_decay=config.norm_bias_decay,
-                         head=head, backbone_lr_scale=config.backbone_lr_scale), name=config.optimizer, lr=scaling.lr, momentum=config.momentum, nesterov=config.nesterov,
+                         head=head, backbone_lr_scale=config.backbone_lr_scale, norm_lr_scale=config.norm_lr_scale), name=config.optimizer, lr=scaling.lr, momentum=config.momentum, nesterov=config.nesterov,
         weight_decay=config.weight_decay,
     )
     return Setup(
@@ -303,7 +303,7 @@ def train_one_epoch(
         if i == first:
             step_lr = lr(step)
             for group in optimizer.param_groups:
-                group["lr"] = step_lr * group.get("lr_scale", 1.0)  # fine-tuning: the backbone's share
+                group["lr"] = step_lr * group.get("lr_scale", 1.0)  # the backbone's share in fine-tuning; norm_lr_scale
             step_images = min(total, (last + 1) * size) - first * size  # every batch but the pass's last is full
         no_sync = i != last and hasattr(model, "no_sync")
         with model.no_sync() if no_sync else contextlib.nullcontext():

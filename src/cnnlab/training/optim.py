@@ -91,15 +91,21 @@ def parameter_groups(
     norm_bias_decay: bool = True,
     head: frozenset[str] | set[str] = frozenset(),
     backbone_lr_scale: float = 1.0,
+    norm_lr_scale: float = 1.0,
 ) -> list[dict]:
     """Optimizer groups: with ``norm_bias_decay`` false, normalisation layers' parameters
     and every bias get no weight decay (a second group), the rest ``weight_decay``.
+
+    ``norm_lr_scale`` other than 1 puts normalisation layers' parameters in groups of their
+    own at that multiple of the learning rate and 1/that of the weight decay, so that the
+    decay per step (lr x weight decay) is the others' (airbench, Jordan 2024: BatchNorm biases
+    at 64x the rate, "bias_scaler").
 
     Fine-tuning: with ``backbone_lr_scale`` other than 1, each of those groups splits in two,
     the classifier's parameters (``head``: their names, ``cnnlab.models.weights.head_keys``)
     and the backbone's, whose group has ``lr_scale`` = ``backbone_lr_scale``: the loop sets
     each group's learning rate to the schedule's times its ``lr_scale`` (default 1)."""
-    decay, no_decay, seen = [], [], set()
+    decay, no_decay, norms, seen = [], [], [], set()
     for module_name, module in model.named_modules():
         for name, p in module.named_parameters(recurse=False):
             if id(p) in seen:  # shared parameters: once
@@ -107,14 +113,21 @@ def parameter_groups(
             seen.add(id(p))
             full = f"{module_name}.{name}" if module_name else name
             exempt = not norm_bias_decay and (is_norm(module) or name == "bias")
-            (no_decay if exempt else decay).append((full, p))
-    groups = [(decay, weight_decay)] + ([(no_decay, 0.0)] if not norm_bias_decay else [])
+            if norm_lr_scale != 1.0 and is_norm(module):
+                norms.append((full, p))
+            else:
+                (no_decay if exempt else decay).append((full, p))
+    # (named parameters, weight decay, lr scale)
+    groups = [(decay, weight_decay, 1.0)] + ([(no_decay, 0.0, 1.0)] if not norm_bias_decay else [])
+    if norms:
+        groups.append((norms, 0.0 if not norm_bias_decay else weight_decay / norm_lr_scale, norm_lr_scale))
     if backbone_lr_scale == 1.0:
-        return [{"params": [p for _, p in named], "weight_decay": wd} for named, wd in groups]
+        return [{"params": [p for _, p in named], "weight_decay": wd, **({"lr_scale": scale} if scale != 1.0 else {})}
+                for named, wd, scale in groups]
     out = []
-    for named, wd in groups:
-        out.append({"params": [p for n, p in named if n in head], "weight_decay": wd, "lr_scale": 1.0})
-        out.append({"params": [p for n, p in named if n not in head], "weight_decay": wd, "lr_scale": backbone_lr_scale})
+    for named, wd, scale in groups:
+        out.append({"params": [p for n, p in named if n in head], "weight_decay": wd, "lr_scale": scale})
+        out.append({"params": [p for n, p in named if n not in head], "weight_decay": wd, "lr_scale": scale * backbone_lr_scale})
     return out
 
 
