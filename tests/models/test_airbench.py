@@ -75,3 +75,20 @@ def test_batchnorm_learns_its_bias_only_unless_asked():
     assert not any(bn.weight.requires_grad for bn in bns) and all(bn.bias.requires_grad for bn in bns)
     assert all(bn.weight.requires_grad for bn in create_model("airbench94", learn_bn_scale=True).modules()
                if isinstance(bn, torch.nn.BatchNorm2d))
+
+
+def test_the_whitening_runs_in_fp32_under_bf16_autocast():
+    # The weakest whitened directions are large differences of neighbouring pixels: in bf16
+    # they lose much of their signal, so the layer opts out of autocast.
+    g = torch.Generator().manual_seed(0)
+    smooth = torch.nn.functional.avg_pool2d(torch.randn(16, 3, 36, 36, generator=g), 5, 1)  # correlated pixels
+    model = Airbench().eval()
+    model.init_whitening(smooth)
+    seen = {}
+    model.act.register_forward_hook(lambda m, args, out: seen.setdefault("whitened", out))
+    with torch.no_grad():
+        exact = model.act(model.whiten(smooth))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(smooth)
+    assert seen["whitened"].dtype == torch.float32
+    assert torch.allclose(seen["whitened"], exact, atol=1e-5)
