@@ -168,6 +168,7 @@ def test_the_speedrun_recipe_is_airbenchs_settings_converted_to_a_mean_loss():
     assert cfg.lr * cfg.weight_decay == pytest.approx(0.0153 * 1024 / scale, rel=1e-3)  # decay per step
     assert cfg.lookahead and cfg.ema_every == 5 and cfg.ema_decay == pytest.approx(0.95**5, rel=1e-4)
     assert cfg.augment == "airbench" and cfg.val_size == 0
+    assert cfg.norm_lr_scale == 64 and cfg.norm_bias_decay  # BatchNorm biases: 64x the rate, the same decay per step
 
 
 @pytest.mark.parametrize("recipe,checks", [
