@@ -79,10 +79,15 @@ def plot_curves(runs: Sequence[tuple[str, Sequence[dict]]], *, title: str | None
     if x == "epoch" and epochs and max(epochs) == min(epochs):  # a one-epoch run: one tick, not 0.945 ... 1.055
         for ax in (ax_loss, ax_err, ax_lr):
             ax.set_xticks([epochs[0]])
-    ax_loss.legend(fontsize=8)
-    ax_err.legend(fontsize=8)
     if len(runs) > 1:
-        ax_lr.legend(fontsize=8)
+        # Overlays: below the panels, so that a dozen entries do not cover the curves.
+        for ax in (ax_loss, ax_err, ax_lr):
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+        rows = math.ceil(len(ax_err.get_legend_handles_labels()[0]) / 2)
+        fig.set_size_inches(15, 4.3 + 0.2 * rows)  # the panels keep their height above the legend
+    else:
+        ax_loss.legend(fontsize=8)
+        ax_err.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     return fig
