@@ -222,6 +222,16 @@ def test_resuming_with_another_number_of_ranks_is_refused():
     assert rank_rng_state(old, SINGLE) is old
 
 
+@pytest.mark.parametrize("code,status,stderr", [(0, 0, ""), (None, 0, ""), (3, 3, ""), ("error: bad", 1, "error: bad\n")])
+def test_a_worker_exits_with_its_status_and_its_output_flushed(code, status, stderr):
+    # exit_worker skips the interpreter's shutdown (os._exit): what was printed must still
+    # arrive, and the status be the one sys.exit would have given.
+    script = ("import sys\nfrom cnnlab.training.distributed import exit_worker\n"
+              f"print('unflushed', end='')\nsys.stderr.write('partial')\nexit_worker({code!r})\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (status, "unflushed", "partial" + stderr)
+
+
 def test_rank_zero_decides_alone_in_a_world_of_one():
     assert from_writer(SINGLE, lambda: 42) == 42
     with pytest.raises(CnnlabError, match="refused"):
@@ -385,6 +395,18 @@ def test_a_rank_that_stops_answering_ends_the_others_with_one_line(data_root, tm
     assert len(ours) == 1, result.stderr[-3000:]
     assert ours[0].startswith("error: rank 0 of 2 stopped while") and "did not answer within 10 s" in ours[0]
     assert (tmp_path / "hung" / "last.safetensors").is_file()  # epoch 1's checkpoint is kept
+
+
+def test_the_launcher_names_the_rank_that_failed_first_on_its_own():
+    from types import SimpleNamespace as Failure
+
+    from cnnlab.training.launch import root_cause
+
+    # rank 0 noticed the dead peer and ended (status 1) a second before the agent saw rank 1's 3
+    assert root_cause({0: Failure(timestamp=10, exitcode=1), 1: Failure(timestamp=11, exitcode=3)})[0] == 1
+    assert root_cause({0: Failure(timestamp=10, exitcode=1), 1: Failure(timestamp=11, exitcode=-9)})[0] == 1
+    assert root_cause({0: Failure(timestamp=12, exitcode=1), 1: Failure(timestamp=11, exitcode=1)})[0] == 1  # all cnnlab errors: the earliest
+    assert root_cause({2: Failure(timestamp=11, exitcode=-6), 1: Failure(timestamp=11, exitcode=3)})[0] == 1  # a tie: the lower rank
 
 
 @pytest.mark.slow

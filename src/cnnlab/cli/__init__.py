@@ -28,11 +28,26 @@ from cnnlab.cli import (  # noqa: F401  (register verbs)
 )
 from cnnlab.cli.common import cli
 from cnnlab.errors import CnnlabError
+from cnnlab.training.distributed import exit_worker, launched_by_torchrun
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, printing cnnlab errors, usage errors, file-system errors and
-    warnings as one line each (``error: ...`` then a non-zero exit; ``warning: ...``)."""
+    warnings as one line each (``error: ...`` then a non-zero exit; ``warning: ...``).
+
+    A torchrun worker (``cnnlab train --nproc N``, ``torchrun -m cnnlab``) ends through
+    ``exit_worker``, skipping the interpreter's shutdown (see there why)."""
+    if not launched_by_torchrun():
+        _main(argv)
+        return
+    try:
+        _main(argv)
+    except SystemExit as e:
+        exit_worker(e.code)
+    exit_worker(0)
+
+
+def _main(argv: list[str] | None) -> None:
     warnings.showwarning = _one_line_warning
     try:
         argv = sys.argv[1:] if argv is None else list(argv)

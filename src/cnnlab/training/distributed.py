@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, Iterator, TypeVar
@@ -79,6 +80,23 @@ SINGLE = World()
 
 def launched_by_torchrun() -> bool:
     return all(name in os.environ for name in TORCHRUN_VARIABLES)
+
+
+def exit_worker(code: int | str | None) -> None:
+    """End a torchrun worker with ``code`` (as ``sys.exit`` takes it) without the
+    interpreter's shutdown: the process group that DDP keeps alive has gloo threads that may
+    still need the GIL then, and one that does aborts the process with SIGABRT, turning a
+    finished run (or cnnlab's one-line error, exit status 1) into "killed by SIGABRT".
+    Files are closed by then; the standard streams are flushed here."""
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing more to say on it
+            pass
+    os._exit(code or 0)
 
 
 def is_writer_process() -> bool:
@@ -152,6 +170,12 @@ def join_world(device_name: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> Ite
         raise
     finally:
         if made and not failed and dist.is_initialized():
+            # A barrier first: gloo's worker threads release each finished collective's
+            # tensors under the GIL, and DDP keeps the group (and those threads) alive to the
+            # interpreter's exit, where a thread that still has to take the GIL aborts the
+            # process ("terminate called without an active exception"; seen after the last
+            # epoch's broadcast). While this rank waits here, with the GIL released, they finish.
+            dist.barrier()
             dist.destroy_process_group()
 
 

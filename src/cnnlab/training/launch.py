@@ -78,12 +78,22 @@ def launch(args: Sequence[str], *, nproc: int, device: torch.device) -> None:
             with _quiet_torchelastic(), _worker_threads(nproc):
                 elastic_launch(config, entrypoint=sys.executable)(*args)
         except ChildFailedError as e:
-            rank, failure = e.get_first_failure()
+            rank, failure = root_cause(e.failures)
             how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited with code {failure.exitcode}"
             error = LaunchError(f"rank {rank} of {nproc} {how} (its message, if any, is above); the other ranks were stopped")
             # Exit status 1 is cnnlab's after printing its one-line error: that line says it all.
             error.reported_by_rank0 = failure.exitcode == 1
             raise error from None
+
+
+def root_cause(failures: dict) -> tuple[int, object]:
+    """The failed rank to name, from torchrun's ``{rank: ProcessFailure}``: the earliest
+    that did not end with cnnlab's own error status (1), which is also what the ranks that
+    lose a peer end with; the earliest of all when every rank did. The earliest alone is not
+    enough: a rank that notices a dead peer can end before the agent has seen the dead one
+    end (workers exit without the interpreter's shutdown, see distributed.exit_worker)."""
+    order = sorted(failures.items(), key=lambda item: (item[1].timestamp, item[0]))
+    return next(((r, f) for r, f in order if f.exitcode != 1), order[0])
 
 
 def worker_args(argv: Sequence[str]) -> list[str]:

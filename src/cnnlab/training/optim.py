@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from cnnlab.errors import CnnlabError, UnknownNameError
 
@@ -186,18 +186,20 @@ class WeightEMA:
         if lookahead_steps is not None and lookahead_steps < 1:
             raise CnnlabError(f"lookahead needs the run's total steps (>= 1), got {lookahead_steps}")
         self.decay, self.every, self.steps, self.lookahead_steps = decay, every, 0, lookahead_steps
-        if lookahead_steps is None:
-            self.averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-        else:
-            def ramped(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged) -> None:
-                # the same lerp as torch's EMA rule, at this step's decay; counters (BatchNorm's
-                # num_batches_tracked) are taken as they are
-                if averaged[0].is_floating_point():
-                    torch._foreach_lerp_(averaged, current, 1 - self.current_decay())
-                else:
-                    torch._foreach_copy_(averaged, current)
 
-            self.averaged = AveragedModel(model, multi_avg_fn=ramped, use_buffers=True)
+        def average(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged) -> None:
+            # torch's EMA rule (a foreach lerp) at this update's decay; counters (BatchNorm's
+            # num_batches_tracked) are taken as they are, not mixed and truncated
+            if averaged[0].is_floating_point():
+                torch._foreach_lerp_(averaged, current, 1 - self.current_decay())
+            else:
+                torch._foreach_copy_(averaged, current)
+
+        self.averaged = AveragedModel(model, multi_avg_fn=average, use_buffers=True)
+        # the lookahead's copy-back pairs, collected once per model (in update_parameters' order)
+        self._slow = [*self.averaged.module.parameters(), *self.averaged.module.buffers()]
+        self._fast_of: nn.Module | None = None
+        self._fast: list[torch.Tensor] = []
 
     def current_decay(self) -> float:
         """The decay of the update at ``self.steps`` (constant unless a lookahead)."""
@@ -216,9 +218,10 @@ class WeightEMA:
         if self.steps % self.every == 0:
             self.averaged.update_parameters(model)
             if self.lookahead_steps is not None:
+                if self._fast_of is not model:
+                    self._fast_of, self._fast = model, [*model.parameters(), *model.buffers()]
                 with torch.no_grad():  # the fast weights start again from the slow ones
-                    for slow, fast in zip(self.module.state_dict().values(), model.state_dict().values()):
-                        fast.copy_(slow)
+                    torch._foreach_copy_(self._fast, self._slow)
 
     def metadata(self, *, epoch: int) -> dict[str, str]:
         """The counters a resume needs, for the weight file's metadata (see :meth:`load`)."""
