@@ -88,6 +88,33 @@ def test_tta_flip_and_10crop_average_the_views(runs):
     assert torch.allclose(centre, plain, atol=1e-6)  # the centre crop of the extra padding is the plain image
 
 
+def test_scoring_reports_each_batch_and_shows_a_live_bar(runs):
+    import io
+    import re
+
+    from rich.console import Console
+
+    from cnnlab.training.progress import EvalProgress
+
+    data, paths = runs
+    run = load_run(paths[0])
+    seen: list[int] = []
+    predict_probs(run.model, Batches(load_dataset(data, "test"), 7, pad=2), tta="flip", on_batch=seen.append)
+    assert seen == [7, 7, 4]  # every image once, as its batch is scored (18 test images)
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=120)
+    with EvalProgress("runs/x, TTA flip", 18, console=console) as bar:
+        for n in seen:
+            bar.advance(n)
+        bar._progress.refresh()
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())  # without the terminal's escapes
+    assert "scoring runs/x, TTA flip" in shown and "18/18" in shown and "img/s" in shown
+    quiet = io.StringIO()
+    with EvalProgress("runs/x", 18, quiet=True, console=Console(file=quiet, force_terminal=True)) as bar:
+        bar.advance(18)
+    assert quiet.getvalue() == ""
+
+
 def test_per_class_table(runs):
     _, paths = runs
     report = [(m.name, m.result) for m in evaluate_members(paths, device="cpu")]

@@ -93,7 +93,7 @@ def eval_cmd(runs, data, split, data_root, device, batch_size, tta, weights, che
                               "a run folder's own file is --checkpoint best|last")
         members = evaluate_members(list(runs), data=data, split=split, data_root=data_root, device=device,
                                    batch_size=batch_size, tta=tta, weights=checkpoint or weights or "best",
-                                   stream=stream, workers=workers)
+                                   stream=stream, workers=workers, progress=True)
         first = "run"
     report = [(m.name, m.result) for m in members]
     rows = [[name, f"{r.top1_err:.2%}", f"{r.top5_err:.2%}", f"{r.loss:.4f}", f"{r.num_images:,}"] for name, r in report]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models import get_model_info, main_output, split_outputs
 from cnnlab.training.data import resized
 from cnnlab.training.device import autocast, resolve_device
+from cnnlab.training.progress import EvalProgress
 from cnnlab.training.run import Run, load_run
 
 
@@ -78,10 +79,12 @@ def predict_probs(
     amp: bool = False,
     tta: str = "none",
     crop_size: tuple[int, int] | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax probabilities (N, classes) in float32 on the CPU and the labels (N,), in eval
     mode, averaged over the TTA views of each batch (``tta`` "none": the batch itself;
-    ``crop_size`` for "center" and "10crop"). ``amp``: bf16 autocast."""
+    ``crop_size`` for "center" and "10crop"). ``amp``: bf16 autocast. ``on_batch``: called
+    with each batch's image count once it is scored (a progress bar)."""
     if tta not in TTA_MODES:
         raise CnnlabError(f"unknown test-time augmentation {tta!r}; expected one of {', '.join(TTA_MODES)}")
     was_training = model.training
@@ -96,6 +99,8 @@ def predict_probs(
         p = views[0] if len(views) == 1 else torch.stack(views).mean(0)
         probs.append(p.cpu())
         labels.append(y.cpu())
+        if on_batch is not None:
+            on_batch(len(y))
     model.train(was_training)
     return torch.cat(probs), torch.cat(labels)
 
@@ -238,13 +243,15 @@ def evaluate_members(
     weights: str = "best",
     stream: bool | None = False,
     workers: int | None = None,
+    progress: bool = False,
 ) -> list[MemberResult]:
     """Each run's result on a split, keeping its probabilities (for the ensemble, confusion
     matrices and per-class tables), then the ensemble's when there are several. ``tta``: one
     of TTA_MODES; the crop size of "center" and "10crop" is each model's input size (its
     ModelInfo). ``stream``: read the split streamed by ``workers`` decoding processes (True),
     in memory (False), or streamed when it does not fit the memory budget or the run was
-    trained streamed (None); the same images give the same numbers either way."""
+    trained streamed (None); the same images give the same numbers either way. ``progress``:
+    a live bar on stderr per run (a 6-view TTA of a CIFAR run takes minutes on a CPU)."""
     if not runs:
         raise CnnlabError("no runs to evaluate; give one or more run folders")
     if tta not in TTA_MODES:
@@ -267,7 +274,10 @@ def evaluate_members(
         h, w = dataset.image_size[1] + 2 * pad, dataset.image_size[2] + 2 * pad
         batches = split_batches(dataset, batch_size, device=dev, pad=pad + tta_padding(tta, (h, w), crop),
                                 crops=crop_policy(r), workers=workers)
-        probs, labels = predict_probs(model, batches, tta=tta, crop_size=crop)
+        what = Path(r.path).name + (f", TTA {tta}" if tta != "none" else "")  # short: the bar fits 80 columns
+        total = len(dataset) if hasattr(dataset, "__len__") else None
+        with EvalProgress(what, total, quiet=not progress) as bar:
+            probs, labels = predict_probs(model, batches, tta=tta, crop_size=crop, on_batch=bar.advance)
         report.append(MemberResult(str(r.path), metrics_from_probs(probs, labels, len(classes)), probs, labels, classes))
         model.to("cpu")
     if len(loaded) > 1:

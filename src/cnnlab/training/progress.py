@@ -105,3 +105,41 @@ class TrainProgress:
     def log(self, message: str) -> None:
         if not self.quiet:
             self.console.print(message, highlight=False, soft_wrap=True)
+
+
+class EvalProgress:
+    """A live bar while a model scores a split (``cnnlab eval``): images done, images/s, ETA.
+    ``with EvalProgress("runs/x, TTA flip-translate", 10_000) as p: p.advance(batch)``; the bar
+    is transient (the result table follows), and ``quiet`` shows nothing."""
+
+    def __init__(self, what: str, total_images: int | None, *, quiet: bool = False, console: Console | None = None) -> None:
+        self.what, self.total, self.quiet = what, total_images, quiet
+        self.console = console or Console(stderr=True)
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._seen, self._t0 = 0, 0.0
+
+    def __enter__(self) -> "EvalProgress":
+        self._t0 = time.perf_counter()
+        if not self.quiet:
+            self._progress = Progress(
+                # narrow enough for 80 columns with a run name of ~10 characters and a TTA mode
+                TextColumn("[bold]scoring[/bold] {task.description}"), BarColumn(bar_width=16), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} img/s"), TextColumn("ETA"), TimeRemainingColumn(),
+                console=self.console, transient=True, refresh_per_second=8,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self.what, total=self.total, rate="-")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+            self._progress = None
+
+    def advance(self, images: int) -> None:
+        """Record one scored batch of ``images`` images (all its views)."""
+        self._seen += images
+        if self._progress is not None and self._task is not None:
+            rate = self._seen / max(time.perf_counter() - self._t0, 1e-9)
+            self._progress.update(self._task, advance=images, rate=f"{rate:,.0f}")
