@@ -275,8 +275,7 @@ def evaluate_members(
         batches = split_batches(dataset, batch_size, device=dev, pad=pad + tta_padding(tta, (h, w), crop),
                                 crops=crop_policy(r), workers=workers)
         what = Path(r.path).name + (f", TTA {tta}" if tta != "none" else "")  # short: the bar fits 80 columns
-        total = len(dataset) if hasattr(dataset, "__len__") else None
-        with EvalProgress(what, total, quiet=not progress) as bar:
+        with EvalProgress(what, len(dataset), quiet=not progress) as bar:
             probs, labels = predict_probs(model, batches, tta=tta, crop_size=crop, on_batch=bar.advance)
         report.append(MemberResult(str(r.path), metrics_from_probs(probs, labels, len(classes)), probs, labels, classes))
         model.to("cpu")

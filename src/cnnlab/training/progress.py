@@ -112,7 +112,7 @@ class EvalProgress:
     ``with EvalProgress("runs/x, TTA flip-translate", 10_000) as p: p.advance(batch)``; the bar
     is transient (the result table follows), and ``quiet`` shows nothing."""
 
-    def __init__(self, what: str, total_images: int | None, *, quiet: bool = False, console: Console | None = None) -> None:
+    def __init__(self, what: str, total_images: int, *, quiet: bool = False, console: Console | None = None) -> None:
         self.what, self.total, self.quiet = what, total_images, quiet
         self.console = console or Console(stderr=True)
         self._progress: Progress | None = None
