@@ -10,7 +10,7 @@ ifeq ($(strip $(CNNLAB_DATA)),)
 endif
 export CNNLAB_DATA
 
-.PHONY: demo test test-fast test-slow bench setup clean
+.PHONY: demo test test-fast test-slow bench bench-quick bench-cifar setup clean
 
 setup: $(VENV)/.installed
 
@@ -40,7 +40,14 @@ test-slow: setup
 # (minutes of compilation on 2 cores).
 RESNET50_TRAIN := --setting 'train plain' --setting 'train eager fp32' --setting 'train channels-last' \
 	--setting 'train bf16' --setting 'train auto'
-bench: setup
+# bench: everything; bench-cifar alone took 81 minutes on 2 CPU cores (nearly all of it ResNet-20's
+# recipe to its final accuracy); bench-quick: all but the CIFAR time to accuracy.
+bench: bench-quick bench-cifar
+
+bench-cifar: setup
+	$(PY) benchmarks/bench_cifar.py
+
+bench-quick: setup
 	$(VENV)/bin/cnnlab bench lenet5 --batch 128 --steps 8 --min-time 1
 	$(VENV)/bin/cnnlab bench resnet20 --batch 128 --steps 2 --min-time 1
 	$(VENV)/bin/cnnlab bench resnet50 --batch 8 --steps 1 --min-time 0 --images 8 --mode inference

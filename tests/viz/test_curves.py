@@ -115,3 +115,39 @@ def test_time_to_accuracy_puts_minutes_from_the_start_on_the_x_axis(tmp_path):
     result = CliRunner().invoke(cli, ["viz", "curves", str(tmp_path / "run1"), "--x", "time"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run1" / "curves-time.png").stat().st_size > 5000
+
+
+def test_a_target_accuracy_is_drawn_and_each_runs_first_epoch_reaching_it_is_printed(tmp_path):
+    from cnnlab.viz.curves import best_test_accuracy, first_reaching
+
+    # test errors 13, 6.5, 4.33, 3.25%: 95% is first reached at epoch 3, 97% at epoch 4
+    a = [{**row, "elapsed_s": 90.0 * row["epoch"]} for row in _history(1.0)]
+    row, which = first_reaching(a, 0.95)
+    assert (row["epoch"], which) == (3, "weights")
+    assert first_reaching(a, 0.99) is None and best_test_accuracy(a) == pytest.approx(1 - 0.0325)
+    # the EMA weights count too, and 1 - 0.1241 counts as 87.59% despite the float rounding
+    b = [{"epoch": 1, "test_top1_err": 0.2, "ema_test_top1_err": 0.1241, "elapsed_s": 10.0}]
+    assert first_reaching(b, 0.8759)[1] == "EMA weights"
+    with pytest.raises(CnnlabError, match="target accuracy 87.0 is not a fraction"):
+        first_reaching(a, 87.0)
+    fig = plot_curves([("a", a)], x="time", targets=[0.95])
+    err = fig.axes[1]
+    star = next(line for line in err.lines if line.get_marker() == "*")
+    assert list(star.get_xdata()) == pytest.approx([4.5]) and list(star.get_ydata()) == pytest.approx([100 * 0.13 / 3])
+    assert any(list(line.get_ydata()) == pytest.approx([5.0, 5.0]) for line in err.lines)  # the target line
+    plt.close(fig)
+
+    _write_run(tmp_path / "fast", a)
+    _write_run(tmp_path / "never", [{**r, "test_top1_err": 0.2} for r in a])
+    runner = CliRunner()
+    result = runner.invoke(cli, ["viz", "curves", str(tmp_path / "fast"), str(tmp_path / "never"), "--x", "time",
+                                 "--target", "95%", "--target", "0.9", "--out", str(tmp_path / "t.png")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["fast", "95%", "first", "at", "epoch", "3,", "270", "s", "from", "the", "start", "(weights)"]
+    assert "never  95% not reached (best 80.00%, 4 epochs)" in lines[1]
+    assert lines[2].startswith("fast   90% first at epoch 2, 180 s") and "90% not reached" in lines[3]
+    assert (tmp_path / "t.png").stat().st_size > 5000
+    for bad in ("fast", "0", "120%"):
+        result = runner.invoke(cli, ["viz", "curves", str(tmp_path / "fast"), "--target", bad])
+        assert result.exit_code == 2 and "--target" in result.output and repr(bad) in result.output

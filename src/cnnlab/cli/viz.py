@@ -131,19 +131,50 @@ def viz_activations(run, image, layer, channels, invert, data_root, weights, out
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @click.option("--x", "x", type=click.Choice(["epoch", "time"]), default="epoch", show_default=True,
               help="Against epochs, or wall time from each run's start (time to accuracy).")
+@click.option("--target", "targets", type=str, multiple=True, metavar="ACC",
+              help="A test accuracy (0.9, 90 or 90%; repeatable): drawn as a line, and each run's time and epoch to reach it printed.")
 @_OUT
-def viz_curves(runs, x, out) -> None:
+def viz_curves(runs, x, targets, out) -> None:
     """Loss, error and learning rate per epoch, or against wall time (--x time).
 
-    Several runs are overlaid (RUN/curves.png for one run, curves.png here for several)."""
-    from cnnlab.viz.curves import plot_curves, run_histories
+    Several runs are overlaid (RUN/curves.png for one run, curves.png here for several).
+    With --target, one line per run and target says when the run first reached that test
+    accuracy (the weights' or the EMA weights')."""
+    from cnnlab.viz.curves import best_test_accuracy, first_reaching, plot_curves, run_histories
 
+    accuracies = [_parse_accuracy(target) for target in targets]
     histories = run_histories(runs)
     title = histories[0][0] if len(runs) == 1 else f"{len(runs)} runs"
     default = Path(runs[0]) / "curves.png" if len(runs) == 1 else Path("curves.png")
     if x == "time":
         default = default.with_name("curves-time.png")
-    save_figure(plot_curves(histories, title=title, x=x), out, default)
+    width = max(len(name) for name, _ in histories)
+    for accuracy in accuracies:
+        for name, history in histories:
+            hit = first_reaching(history, accuracy)
+            if hit is None:
+                best = best_test_accuracy(history)
+                seen = f"best {100 * best:.2f}%" if best is not None else "no test evaluation"
+                click.echo(f"{name:<{width}}  {100 * accuracy:g}% not reached ({seen}, {len(history)} epochs)")
+            else:
+                row, which = hit
+                elapsed = row.get("elapsed_s")
+                when = f"{elapsed:,.0f} s from the start" if isinstance(elapsed, (int, float)) else "no wall time recorded"
+                click.echo(f"{name:<{width}}  {100 * accuracy:g}% first at epoch {row['epoch']}, {when} ({which})")
+    save_figure(plot_curves(histories, title=title, x=x, targets=accuracies), out, default)
+
+
+def _parse_accuracy(text: str) -> float:
+    """--target's accuracy: a fraction (0.9) or a percentage (90, 90%)."""
+    raw = text.strip().removesuffix("%")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an accuracy; expected e.g. 0.9, 90 or 90%", param_hint="--target") from None
+    fraction = value / 100 if (text.strip().endswith("%") or value > 1) else value
+    if not 0.0 < fraction <= 1.0:
+        raise click.BadParameter(f"{text!r} is not an accuracy between 0 and 100%", param_hint="--target")
+    return fraction
 
 
 @viz_command.command("confusion")

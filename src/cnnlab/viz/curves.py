@@ -24,6 +24,31 @@ from cnnlab.training.run import read_history  # noqa: E402
 
 
 X_AXES = ("epoch", "time")
+# The test errors a target accuracy is checked against, in order: the weights', then the
+# weight average's (a run that keeps an EMA or a lookahead reports both each epoch).
+_TEST_ERRORS = (("test_top1_err", "weights"), ("ema_test_top1_err", "EMA weights"))
+
+
+def first_reaching(history: Sequence[dict], accuracy: float) -> tuple[dict, str] | None:
+    """The first epoch's row whose test accuracy (the weights' or the EMA weights') is at
+    least ``accuracy`` (a fraction), and which of the two reached it; None when none did.
+    Time to accuracy is that row's ``elapsed_s`` (evaluation included)."""
+    if not 0.0 < accuracy <= 1.0:
+        raise CnnlabError(f"target accuracy {accuracy!r} is not a fraction in (0, 1]")
+    for row in history:
+        for key, which in _TEST_ERRORS:
+            err = row.get(key)
+            # 1e-9: metrics.csv holds errors to 4-6 digits, so 1 - 0.1241 must count as 87.59%
+            if isinstance(err, (int, float)) and not math.isnan(err) and 1.0 - err >= accuracy - 1e-9:
+                return row, which
+    return None
+
+
+def best_test_accuracy(history: Sequence[dict]) -> float | None:
+    """The best test accuracy of any epoch (weights or EMA weights); None when never tested."""
+    errs = [row[key] for row in history for key, _ in _TEST_ERRORS
+            if isinstance(row.get(key), (int, float)) and not math.isnan(row[key])]
+    return 1.0 - min(errs) if errs else None
 
 
 def _series(history: Sequence[dict], key: str, x: str = "epoch") -> tuple[list[float], list[float]]:
@@ -37,11 +62,14 @@ def _series(history: Sequence[dict], key: str, x: str = "epoch") -> tuple[list[f
     return xs, ys
 
 
-def plot_curves(runs: Sequence[tuple[str, Sequence[dict]]], *, title: str | None = None, x: str = "epoch") -> Figure:
+def plot_curves(runs: Sequence[tuple[str, Sequence[dict]]], *, title: str | None = None, x: str = "epoch",
+                targets: Sequence[float] = ()) -> Figure:
     """Three panels: loss (train solid, validation dashed), top-1 error in % (train, val, test,
     and the EMA weights' val/test when the run kept an EMA) on a log scale, and the learning
     rate. A metric the run never measured (no hold-out: no validation) is left out. ``runs`` is a list of (label, history) pairs.
-    ``x``: "epoch", or "time" (minutes from the run's start, ``elapsed_s``: evaluation included)."""
+    ``x``: "epoch", or "time" (minutes from the run's start, ``elapsed_s``: evaluation included).
+    ``targets``: test accuracies (fractions), each drawn as a line on the error panel, with a
+    star where each run first reaches it (:func:`first_reaching`)."""
     if x not in X_AXES:
         raise CnnlabError(f"unknown x axis {x!r}; expected one of {', '.join(X_AXES)}")
     series = lambda history, key: _series(history, key, x)  # noqa: E731
@@ -64,6 +92,19 @@ def plot_curves(runs: Sequence[tuple[str, Sequence[dict]]], *, title: str | None
             if xs:
                 ax_err.plot(xs, [100 * e for e in err], color=c, ls=style, marker=marker, ms=3, label=f"{prefix}{name}")
         ax_lr.plot(*series(history, "lr"), color=c, marker="o", ms=3, label=label)
+        for target in targets:
+            hit = first_reaching(history, target)
+            if hit is not None:
+                row, which = hit
+                at = row["epoch"] if x == "epoch" else row.get("elapsed_s", math.nan) / 60
+                err = row["test_top1_err" if which == "weights" else "ema_test_top1_err"]
+                ax_err.plot([at], [100 * err], color=c, marker="*", ms=14, ls="none", zorder=5,
+                            label=f"{prefix}first at {100 * target:g}%")
+    for target in targets:
+        ax_err.axhline(100 * (1 - target), color="0.3", lw=1, ls="--", zorder=1)
+        # on the left: error curves fall from the upper left, so the line's left end is clear of them
+        ax_err.annotate(f"target: {100 * target:g}% accuracy", (0.01, 100 * (1 - target)),
+                        xycoords=("axes fraction", "data"), ha="left", va="bottom", fontsize=8, color="0.3")
     xlabel = "epoch" if x == "epoch" else "minutes from the start (evaluation included)"
     ax_loss.set(title="Loss", xlabel=xlabel, ylabel="cross-entropy")
     ax_err.set(title="Top-1 error", xlabel=xlabel, ylabel="error (%)")
