@@ -41,6 +41,7 @@ import json, sys, time
 T0 = float(sys.argv[1])
 import cnnlab
 from cnnlab.training.loop import StopTraining
+from cnnlab.viz.curves import best_test_accuracy, first_reaching
 model, recipe, out, device = sys.argv[2:6]
 epochs, threads, stop_at = (int(sys.argv[6]) or None), (int(sys.argv[7]) or None), float(sys.argv[8])
 config = cnnlab.build_config(model, "cifar10-jpeg", recipe=recipe, epochs=epochs, threads=threads,
@@ -48,12 +49,10 @@ config = cnnlab.build_config(model, "cifar10-jpeg", recipe=recipe, epochs=epochs
 walls = {}
 def check(epoch, record):
     walls[epoch] = time.time() - T0
-    accs = [1 - record[k] for k in ("test_top1_err", "ema_test_top1_err")
-            if isinstance(record.get(k), float) and record[k] == record[k]]  # x == x: not NaN
-    acc = max(accs) if accs else float("nan")
-    print(f"{model}: epoch {epoch}/{config.epochs}  test accuracy {acc:.2%}  {walls[epoch]:,.0f} s from the start",
-          file=sys.stderr, flush=True)
-    if stop_at and acc >= stop_at - 1e-9:
+    acc = best_test_accuracy([record])  # the weights' or the weight average's, whichever is higher
+    print(f"{model}: epoch {epoch}/{config.epochs}  test accuracy {acc if acc is not None else float('nan'):.2%}  "
+          f"{walls[epoch]:,.0f} s from the start", file=sys.stderr, flush=True)
+    if stop_at and first_reaching([record], stop_at) is not None:
         raise StopTraining
 run = cnnlab.train(config, callbacks=[check], quiet=True)
 print(json.dumps({"walls": walls, "total_s": time.time() - T0, "epochs_planned": config.epochs}))

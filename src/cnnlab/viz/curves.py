@@ -26,7 +26,7 @@ from cnnlab.training.run import read_history  # noqa: E402
 X_AXES = ("epoch", "time")
 # The test errors a target accuracy is checked against, in order: the weights', then the
 # weight average's (a run that keeps an EMA or a lookahead reports both each epoch).
-_TEST_ERRORS = (("test_top1_err", "weights"), ("ema_test_top1_err", "EMA weights"))
+_TEST_ERRORS = {"weights": "test_top1_err", "EMA weights": "ema_test_top1_err"}
 
 
 def first_reaching(history: Sequence[dict], accuracy: float) -> tuple[dict, str] | None:
@@ -36,7 +36,7 @@ def first_reaching(history: Sequence[dict], accuracy: float) -> tuple[dict, str]
     if not 0.0 < accuracy <= 1.0:
         raise CnnlabError(f"target accuracy {accuracy!r} is not a fraction in (0, 1]")
     for row in history:
-        for key, which in _TEST_ERRORS:
+        for which, key in _TEST_ERRORS.items():
             err = row.get(key)
             # 1e-9: metrics.csv holds errors to 4-6 digits, so 1 - 0.1241 must count as 87.59%
             if isinstance(err, (int, float)) and not math.isnan(err) and 1.0 - err >= accuracy - 1e-9:
@@ -46,7 +46,7 @@ def first_reaching(history: Sequence[dict], accuracy: float) -> tuple[dict, str]
 
 def best_test_accuracy(history: Sequence[dict]) -> float | None:
     """The best test accuracy of any epoch (weights or EMA weights); None when never tested."""
-    errs = [row[key] for row in history for key, _ in _TEST_ERRORS
+    errs = [row[key] for row in history for key in _TEST_ERRORS.values()
             if isinstance(row.get(key), (int, float)) and not math.isnan(row[key])]
     return 1.0 - min(errs) if errs else None
 
@@ -97,7 +97,7 @@ def plot_curves(runs: Sequence[tuple[str, Sequence[dict]]], *, title: str | None
             if hit is not None:
                 row, which = hit
                 at = row["epoch"] if x == "epoch" else row.get("elapsed_s", math.nan) / 60
-                err = row["test_top1_err" if which == "weights" else "ema_test_top1_err"]
+                err = row[_TEST_ERRORS[which]]
                 ax_err.plot([at], [100 * err], color=c, marker="*", ms=14, ls="none", zorder=5,
                             label=f"{prefix}first at {100 * target:g}%")
     for target in targets:
